@@ -1,0 +1,187 @@
+package options
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+const testCookieSecret = "0123456789abcdef0123456789abcdef"
+
+func noEnv(string) (string, bool) { return "", false }
+
+func envMap(m map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := m[k]; return v, ok }
+}
+
+func validArgs() []string {
+	return []string{
+		"--issuer-url=https://kc.example.com/realms/demo",
+		"--client-id=app",
+		"--cookie-secret=" + testCookieSecret,
+	}
+}
+
+// TestArgsRoundTrip is the contract between injector and sidecar: whatever the injector renders
+// parses back into the same options (secrets excepted, which travel as environment variables).
+func TestArgsRoundTrip(t *testing.T) {
+	args := append(validArgs(),
+		"--proxy=:4180=http://127.0.0.1:8080",
+		"--proxy=:4181=http://127.0.0.1:9090",
+		"--probe=app-live=http://127.0.0.1:8080/healthz",
+		"--probe=app-ready=tcp://127.0.0.1:8080",
+		"--probe=app-start=grpc://127.0.0.1:9090?service=x",
+		"--discovery-url=http://keycloak.kc.svc:8080/realms/demo",
+		"--audience=app", "--audience=other",
+		"--allowed-role=admin", "--allowed-role=app:reader",
+		"--allowed-group=/team", "--allowed-email-domain=example.com",
+		"--skip-auth=GET /public", "--skip-auth==/healthz",
+		"--cookie-secure=false", "--pass-access-token", "--upstream-timeout=5s",
+		"--scope=openid", "--scope=groups", "--log-format=console",
+	)
+	o, err := Parse(args, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rendered := o.Args()
+	for _, a := range rendered {
+		if strings.Contains(a, testCookieSecret) {
+			t.Fatalf("Args rendered a secret: %q", a)
+		}
+	}
+	back, err := Parse(append(rendered, "--cookie-secret="+testCookieSecret), noEnv)
+	if err != nil {
+		t.Fatalf("rendered args %q do not parse: %v", rendered, err)
+	}
+	if !reflect.DeepEqual(o, back) {
+		t.Fatalf("round trip changed options:\n got %+v\nwant %+v\nargs %q", back, o, rendered)
+	}
+	if len(o.Proxies) != 2 || o.Proxies[1].Upstream.Port() != "9090" || !o.SkipAuth[1].Exact || o.SkipAuth[0].Method != "GET" {
+		t.Fatalf("parsed wrongly: %+v", o)
+	}
+}
+
+func TestDefaultsRenderNothing(t *testing.T) {
+	o := Defaults()
+	if got := o.Args(); len(got) != 0 {
+		t.Fatalf("defaults rendered %q", got)
+	}
+}
+
+func TestEnvironmentFillsUnsetFlags(t *testing.T) {
+	o, err := Parse([]string{"--client-id=flag-wins"}, envMap(map[string]string{
+		"PODGATE_ISSUER_URL":    "https://kc.example.com/realms/demo",
+		"PODGATE_CLIENT_ID":     "env-loses",
+		"PODGATE_COOKIE_SECRET": testCookieSecret,
+		"PODGATE_ALLOWED_ROLE":  "a, b,,c",
+		"PODGATE_PROXY":         ":4180=http://127.0.0.1:8080",
+		"PODGATE_COOKIE_SECURE": "false",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.ClientID != "flag-wins" || o.IssuerURL == "" || o.CookieSecure || len(o.Proxies) != 1 {
+		t.Fatalf("env not applied as expected: %+v", o)
+	}
+	if !reflect.DeepEqual(o.AllowedRoles, []string{"a", "b", "c"}) {
+		t.Fatalf("roles from env = %q", o.AllowedRoles)
+	}
+}
+
+func TestSecretFiles(t *testing.T) {
+	dir := t.TempDir()
+	f := filepath.Join(dir, "cookie")
+	if err := os.WriteFile(f, []byte(testCookieSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	o, err := Parse([]string{"--issuer-url=https://kc/realms/x", "--client-id=a", "--cookie-secret-file=" + f}, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o.CookieSecret != testCookieSecret {
+		t.Fatalf("cookie secret from file = %q", o.CookieSecret)
+	}
+	_, err = Parse([]string{"--issuer-url=https://kc/realms/x", "--client-id=a", "--cookie-secret-file=" + f, "--cookie-secret=" + testCookieSecret}, noEnv)
+	if err == nil || !strings.Contains(err.Error(), "not both") {
+		t.Fatalf("secret given twice: error = %v", err)
+	}
+	_, err = Parse([]string{"--issuer-url=https://kc/realms/x", "--client-id=a", "--cookie-secret-file=" + filepath.Join(dir, "missing")}, noEnv)
+	if err == nil || !strings.Contains(err.Error(), "--cookie-secret-file") {
+		t.Fatalf("missing file error = %v", err)
+	}
+}
+
+// TestValidateReportsEveryProblem checks that one run names every bad flag, not just the first.
+func TestValidateReportsEveryProblem(t *testing.T) {
+	o := Defaults()
+	o.IssuerURL = "ftp://x"
+	o.CookieSecret = "short"
+	o.CookieName = "bad name"
+	o.Scopes = []string{"profile"}
+	o.AdminAddr = "nope"
+	o.AllowedRoles = []string{"a:b:c"}
+	o.AllowedGroups = []string{"/"}
+	o.AllowedEmailDomains = []string{"@x"}
+	o.UpstreamTimeout = 0
+	o.LogLevel = "loud"
+	o.LogFormat = "xml"
+	o.CookieExpire = time.Second
+	err := o.Validate()
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, flag := range []string{FlagIssuerURL, FlagClientID, FlagCookieSecret, FlagCookieName,
+		FlagScope, FlagAdminAddr, FlagAllowedRole, FlagAllowedGroup, FlagAllowedEmailDomain, FlagUpstreamTimeout,
+		FlagLogLevel, FlagLogFormat, FlagCookieExpire} {
+		if !strings.Contains(err.Error(), "--"+flag+":") {
+			t.Errorf("error does not name --%s:\n%v", flag, err)
+		}
+	}
+}
+
+func TestPortCollisions(t *testing.T) {
+	o, err := Parse(append(validArgs(), "--proxy=:4190=http://127.0.0.1:8080"), noEnv)
+	if err == nil || !strings.Contains(err.Error(), "already used by --admin-addr") {
+		t.Fatalf("collision not reported: %v %+v", err, o)
+	}
+}
+
+func TestParseErrors(t *testing.T) {
+	cases := map[string]string{
+		"proxy no equals":       "--proxy=:4180",
+		"proxy bad upstream":    "--proxy=:4180=ftp://x",
+		"proxy bad port":        "--proxy=:99999=http://127.0.0.1:1",
+		"probe off loopback":    "--probe=x=http://198.18.0.1:80/",
+		"probe bad scheme":      "--probe=x=file:///etc/passwd",
+		"probe bad name":        "--probe=X_Y=tcp://127.0.0.1:80",
+		"skip relative":         "--skip-auth=public",
+		"skip bad method":       "--skip-auth=FETCH /x",
+		"skip dot segment":      "--skip-auth=/a/../b",
+		"skip encoded":          "--skip-auth=/a%2fb",
+		"skip query":            "--skip-auth=/a?b",
+		"skip double slash":     "--skip-auth=//evil",
+		"unknown flag":          "--no-such-flag",
+		"duration not duration": "--upstream-timeout=soon",
+	}
+	for name, arg := range cases {
+		t.Run(name, func(t *testing.T) {
+			if _, err := Parse(append(validArgs(), arg), noEnv); err == nil {
+				t.Fatalf("%s accepted", arg)
+			}
+		})
+	}
+}
+
+func TestDecodeCookieSecret(t *testing.T) {
+	for _, s := range []string{testCookieSecret, "MDEyMzQ1Njc4OWFiY2RlZg==", "MDEyMzQ1Njc4OWFiY2RlZg", "0123456789abcdef"} {
+		if _, err := DecodeCookieSecret(s); err != nil {
+			t.Errorf("%q: %v", s, err)
+		}
+	}
+	if _, err := DecodeCookieSecret("tooshort"); err == nil {
+		t.Error("short secret accepted")
+	}
+}
