@@ -2,4 +2,9 @@ module github.com/podgate/podgate
 
 go 1.26.8
 
-require github.com/spf13/pflag v1.1.0
+require (
+	github.com/spf13/pflag v1.1.0
+	go.uber.org/zap v1.28.0
+)
+
+require go.uber.org/multierr v1.10.0 // indirect
