@@ -64,13 +64,14 @@ if [[ -f $RUN/created-links ]]; then
 fi
 nft delete table inet "$GUARD_TABLE" 2>/dev/null
 
-# 6. iptables: kube-proxy's own cleanup, then any chain that did not exist before (kubelet's canaries).
+# 6. iptables: kube-proxy's own cleanup, then any KUBE-* chain that did not exist before (kubelet's canaries).
 [[ -x $K8S_BIN/kube-proxy ]] && "$K8S_BIN/kube-proxy" --cleanup >"$PODGATE_E2E_LOGS/kube-proxy-cleanup.log" 2>&1
 for ipt in iptables ip6tables; do
 	before=$RUN/$ipt-chains-before
 	[[ -f $before ]] || continue
 	for t in filter nat mangle raw; do
-		new=$("$ipt-save" -t "$t" 2>/dev/null | sed -n 's/^:\([^ ]*\) .*/\1/p' | while read -r c; do grep -qx "$t $c" "$before" || echo "$c"; done)
+		# Only KUBE-* chains: a container engine on the same host (the kind provider) owns the rest.
+		new=$("$ipt-save" -t "$t" 2>/dev/null | sed -n 's/^:\(KUBE-[^ ]*\) .*/\1/p' | while read -r c; do grep -qx "$t $c" "$before" || echo "$c"; done)
 		[[ -z $new ]] && continue
 		# Unhook rules jumping to the new chains, then flush and delete them.
 		"$ipt-save" -t "$t" 2>/dev/null | grep '^-A ' | while read -r rule; do
@@ -90,7 +91,7 @@ done
 if [[ -f $RUN/nft-before ]]; then
 	chains() { awk '/^table /{t=$2" "$3} /^\tchain /{c=$2; n=0} /^\t\t/ && !/^\t\ttype /{n++} /^\t}/{print t, c, n}' "$@"; }
 	chains <(nft list ruleset) | while read -r fam tab ch n; do
-		[[ $n == 0 ]] || continue
+		[[ $n == 0 && $ch =~ ^(INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING)$ ]] || continue
 		chains "$RUN/nft-before" | grep -q "^$fam $tab $ch " && continue
 		nft delete chain "$fam" "$tab" "$ch" 2>/dev/null
 	done
