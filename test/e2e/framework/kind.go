@@ -21,7 +21,6 @@ import (
 type Kind struct {
 	Scripts     Scripts
 	ClusterName string
-	kubeconfig  string
 }
 
 func (k *Kind) Name() string { return "kind" }
@@ -63,9 +62,8 @@ func (k *Kind) Create(ctx context.Context, images []Image) error {
 	if err := os.WriteFile(config, []byte(kindConfig), 0o600); err != nil {
 		return err
 	}
-	k.kubeconfig = filepath.Join(os.TempDir(), "podgate-e2e-kind.kubeconfig")
 	if err := k.kind(ctx, "create", "cluster", "--name", k.ClusterName, "--config", config,
-		"--kubeconfig", k.kubeconfig, "--wait", "180s"); err != nil {
+		"--kubeconfig", k.Kubeconfig(), "--wait", "180s"); err != nil {
 		return err
 	}
 	for _, img := range images {
@@ -76,11 +74,16 @@ func (k *Kind) Create(ctx context.Context, images []Image) error {
 	return nil
 }
 
-func (k *Kind) Kubeconfig() string { return k.kubeconfig }
+// Kubeconfig is a fixed path, so `make demo-down` in another process finds the same cluster.
+func (k *Kind) Kubeconfig() string {
+	return filepath.Join(os.TempDir(), "podgate-e2e-"+k.ClusterName+".kubeconfig")
+}
+
+func (k *Kind) Kubectl() string { return "kubectl" }
 
 func (k *Kind) Destroy(ctx context.Context) error {
 	var errs []string
-	if err := k.kind(ctx, "delete", "cluster", "--name", k.ClusterName); err != nil {
+	if err := k.kind(ctx, "delete", "cluster", "--name", k.ClusterName, "--kubeconfig", k.Kubeconfig()); err != nil {
 		errs = append(errs, err.Error())
 	}
 	// The host side: NodeIP, the guard table, Keycloak and anything else recorded by PID.

@@ -38,14 +38,34 @@ func (l *Local) Create(ctx context.Context, _ []Image) error {
 	return l.Scripts.Run(ctx, "cluster/local/up.sh", "cluster")
 }
 
+// The defaults below mirror cluster/local/lib.sh.
+
 func (l *Local) Kubeconfig() string {
-	state := os.Getenv("PODGATE_E2E_STATE")
-	if state == "" {
-		state = "/var/lib/podgate-e2e"
+	return filepath.Join(envOr("PODGATE_E2E_STATE", "/var/lib/podgate-e2e"), "pki", "admin.kubeconfig")
+}
+
+func (l *Local) Kubectl() string {
+	return filepath.Join(CacheDir(), "kubernetes-"+envOr("K8S_VERSION", "v1.34.4"), "bin", "kubectl")
+}
+
+// CacheDir is where built binaries, Keycloak and images are cached, outside the repository.
+func CacheDir() string {
+	if dir := os.Getenv("PODGATE_E2E_CACHE"); dir != "" {
+		return dir
 	}
-	return filepath.Join(state, "pki", "admin.kubeconfig")
+	return filepath.Join(envOr("XDG_CACHE_HOME", "/var/cache"), "podgate-e2e")
+}
+
+func envOr(name, fallback string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return fallback
 }
 
 func (l *Local) Destroy(ctx context.Context) error {
 	return l.Scripts.Run(ctx, "cluster/local/down.sh")
 }
+
+// LogDir is where the cluster components, Keycloak and nginx write their logs.
+func LogDir() string { return envOr("PODGATE_E2E_LOGS", "/var/log/podgate-e2e") }

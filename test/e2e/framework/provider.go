@@ -25,6 +25,8 @@ type Provider interface {
 	Create(ctx context.Context, images []Image) error
 	// Kubeconfig is the path of an admin kubeconfig for the cluster.
 	Kubeconfig() string
+	// Kubectl is the kubectl binary to use with it.
+	Kubectl() string
 	// Destroy removes everything Network and Create made, and stops everything they started.
 	// It must work after a partial Create, and twice in a row.
 	Destroy(ctx context.Context) error
