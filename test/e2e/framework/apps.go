@@ -19,23 +19,23 @@ import (
 // Labels and annotations the suite sets; the injector's own constants live in internal/inject,
 // but the tests spell them out as a user's manifest would.
 const (
-	LabelInjection      = "podgate.io/injection"
-	AnnotationInject    = "podgate.io/inject"
-	AnnotationRoles     = "podgate.io/allowed-roles"
-	AnnotationStatus    = "podgate.io/status"
-	LabelPSAEnforce     = "pod-security.kubernetes.io/enforce"
-	EchoImage           = "podgate.local/echo:e2e"
-	SidecarImage        = "podgate.local/sidecar:e2e"
-	EchoPort            = 8080
-	SidecarSecretName   = "podgate" // the injector's default secretName
-	DemoNamespace       = "podgate-demo"
-	DemoServiceIP       = "198.19.0.80" // fixed: Keycloak's redirect URI names it
-	DemoURL             = "http://" + DemoServiceIP
-	ForwardAuthURL      = "http://" + NodeIP + ":8088" // nginx in front of an app, with auth_request
-	ForwardAuthSidecar  = "198.19.0.41"                // the standalone sidecar's Service
-	ForwardAuthEchoIP   = "198.19.0.42"                // the app nginx protects
-	ForwardAuthNS       = "podgate-forward-auth"
-	restrictedNamespace = "restricted"
+	LabelInjection       = "podgate.io/injection"
+	AnnotationInject     = "podgate.io/inject"
+	AnnotationRoles      = "podgate.io/allowed-roles"
+	AnnotationStatus     = "podgate.io/status"
+	LabelPSAEnforce      = "pod-security.kubernetes.io/enforce"
+	EchoImage            = "podgate.local/echo:e2e"
+	SidecarImage         = "podgate.local/sidecar:e2e"
+	EchoPort             = 8080
+	SidecarSecretName    = "podgate" // the injector's default secretName
+	DemoNamespace        = "podgate-demo"
+	DemoServiceIP        = "198.19.0.80" // fixed: Keycloak's redirect URI names it
+	DemoURL              = "http://" + DemoServiceIP
+	ForwardAuthURL       = "http://" + NodeIP + ":8088" // nginx in front of an app, with auth_request
+	ForwardAuthSidecarIP = "198.19.0.41"                // the standalone sidecar's Service
+	ForwardAuthEchoIP    = "198.19.0.42"                // the app nginx protects
+	ForwardAuthNS        = "podgate-forward-auth"
+	restrictedNamespace  = "restricted"
 )
 
 // InjectedNamespaceLabels enable injection and enforce the restricted Pod Security level, which
@@ -171,4 +171,80 @@ func (k *Kube) DeployDemo(ctx context.Context) ([]corev1.Pod, error) {
 		Namespace: DemoNamespace, Name: "demo", Replicas: 1, ServiceIP: DemoServiceIP,
 		PodAnnotations: map[string]string{AnnotationInject: "true", AnnotationRoles: AllowedRole},
 	}, 3*time.Minute)
+}
+
+// ForwardAuthSidecar is podgate's sidecar deployed on its own (no --proxy): it only answers
+// forward-auth sub-requests and runs the login endpoints, for an ingress or nginx in front of an app.
+func ForwardAuthSidecar(issuer string) *appsv1.Deployment {
+	labels := map[string]string{"app": "forward-auth"}
+	secretEnv := func(name, key string) corev1.EnvVar {
+		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: SidecarSecretName}, Key: key}}}
+	}
+	return &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "forward-auth", Namespace: ForwardAuthNS, Labels: labels},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To[int32](1),
+			Selector: &metav1.LabelSelector{MatchLabels: labels},
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: labels},
+				Spec: corev1.PodSpec{
+					AutomountServiceAccountToken:  ptr.To(false),
+					TerminationGracePeriodSeconds: ptr.To[int64](2),
+					SecurityContext: &corev1.PodSecurityContext{
+						RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](65532), RunAsGroup: ptr.To[int64](65532),
+						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+					},
+					Containers: []corev1.Container{{
+						Name:            "sidecar",
+						Image:           SidecarImage,
+						ImagePullPolicy: corev1.PullNever,
+						Args: []string{
+							"--issuer-url=" + issuer, "--client-id=" + ClientID, "--allowed-role=" + AllowedRole,
+							"--cookie-secure=false", "--forward-auth-addr=:4180", "--admin-addr=:4190",
+						},
+						Env:   []corev1.EnvVar{secretEnv("PODGATE_CLIENT_SECRET", "client-secret"), secretEnv("PODGATE_COOKIE_SECRET", "cookie-secret")},
+						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 4180}, {Name: "admin", ContainerPort: 4190}},
+						ReadinessProbe: &corev1.Probe{
+							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("admin")}},
+							PeriodSeconds: 2,
+						},
+						SecurityContext: &corev1.SecurityContext{
+							AllowPrivilegeEscalation: ptr.To(false),
+							ReadOnlyRootFilesystem:   ptr.To(true),
+							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+						},
+					}},
+				},
+			},
+		},
+	}
+}
+
+// DeployForwardAuth deploys the standalone sidecar and a plain (not injected) echo app behind
+// fixed ClusterIPs, for nginx on the host to put together.
+func (k *Kube) DeployForwardAuth(ctx context.Context, issuer string) error {
+	if err := k.EnsureNamespace(ctx, ForwardAuthNS, map[string]string{LabelPSAEnforce: restrictedNamespace}); err != nil {
+		return err
+	}
+	if err := k.EnsureSidecarSecret(ctx, ForwardAuthNS); err != nil {
+		return err
+	}
+	if _, err := k.Client.AppsV1().Deployments(ForwardAuthNS).Create(ctx, ForwardAuthSidecar(issuer), metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("forward-auth sidecar: %w", err)
+	}
+	if err := k.ensureService(ctx, &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "forward-auth", Namespace: ForwardAuthNS},
+		Spec: corev1.ServiceSpec{
+			ClusterIP: ForwardAuthSidecarIP, Selector: map[string]string{"app": "forward-auth"},
+			Ports: []corev1.ServicePort{{Name: "http", Port: 4180, TargetPort: intstr.FromString("http")}},
+		},
+	}); err != nil {
+		return err
+	}
+	if _, err := k.Deploy(ctx, EchoApp{Namespace: ForwardAuthNS, Name: "app", Replicas: 1, ServiceIP: ForwardAuthEchoIP}, 2*time.Minute); err != nil {
+		return err
+	}
+	_, err := k.WaitPodsReady(ctx, ForwardAuthNS, "app=forward-auth", 1, 2*time.Minute)
+	return err
 }

@@ -5,6 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // DeployInjector deploys the injector from manifests/overlays/e2e and waits until the API server
@@ -46,4 +50,52 @@ podgate demo is running.
   Stop it   make demo-down
 `, DemoURL, AllowedUser, AllowedPass, AllowedRole, DeniedUser, DeniedPass, DemoURL,
 		s.Keycloak.URL+"/admin/", s.Provider.Kubeconfig(), DemoNamespace)
+}
+
+// The injector as manifests/base deploys it.
+const (
+	InjectorNamespace  = "podgate-system"
+	InjectorDeployment = "podgate-injector"
+	InjectorService    = "podgate-injector"
+	InjectorSelector   = "app.kubernetes.io/name=podgate-injector"
+	InjectorImage      = "podgate.local/injector:e2e"
+)
+
+// WaitWebhookServing waits until the API server really runs pods through the injector: a
+// server-side dry-run of an opted-in pod in an enabled namespace comes back with the sidecar.
+// Ready endpoints alone are not enough: kube-proxy and the API server's webhook client catch up
+// a moment later.
+func (s *Stack) WaitWebhookServing(ctx context.Context) error {
+	const ns = "podgate-e2e-probe"
+	if err := s.Kube.EnsureNamespace(ctx, ns, InjectedNamespaceLabels()); err != nil {
+		return err
+	}
+	if err := s.Kube.EnsureSidecarSecret(ctx, ns); err != nil {
+		return err
+	}
+	d := EchoApp{Namespace: ns, Name: "probe", Replicas: 1}.Deployment()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: ns, Annotations: map[string]string{AnnotationInject: "true"}},
+		Spec:       d.Spec.Template.Spec,
+	}
+	return Eventually(ctx, 2*time.Minute, time.Second, "the API server calling the injector", func(ctx context.Context) (bool, string, error) {
+		got, err := s.Kube.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		if got.Annotations[AnnotationStatus] == "" {
+			return false, "dry-run pod came back without " + AnnotationStatus, nil
+		}
+		return true, "", nil
+	})
+}
+
+// WebhookLatency reads the API server's histogram of the injector webhook's admission latency.
+func (s *Stack) WebhookLatency(ctx context.Context) (Histogram, error) {
+	raw, err := s.Kube.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return Histogram{}, fmt.Errorf("API server metrics: %w", err)
+	}
+	return ParseHistogram(string(raw), "apiserver_admission_webhook_admission_duration_seconds",
+		map[string]string{"type": "admit", "operation": "CREATE", "name": s.webhookName})
 }

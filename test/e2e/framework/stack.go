@@ -22,6 +22,9 @@ type Stack struct {
 	Images   []Image
 	Phases   Phases
 	Log      io.Writer
+
+	// webhookName is the injector's webhook as registered, found by DeployInjector.
+	webhookName string
 }
 
 // NewStack prepares a stack for the provider PODGATE_E2E_PROVIDER names (local by default).

@@ -13,21 +13,20 @@ try() { "$@" || { log "teardown step failed: $*"; failed=1; }; }
 
 # 1. Anything the tests started on the host (nginx, a standalone sidecar, Keycloak) and the controllers,
 #    so nothing recreates pods while they are being removed.
+others=()
 for f in "$RUN"/*.pid; do
 	[[ -e $f ]] || continue
 	name=$(basename "$f" .pid)
-	[[ " $COMPONENTS " == *" $name "* ]] || stop "$name"
+	[[ " $COMPONENTS " == *" $name "* ]] || others+=("$name")
 done
-stop kube-controller-manager
-stop kube-scheduler
+stop "${others[@]}" kube-controller-manager kube-scheduler
 
 # 2. Pods: let the kubelet stop them (that runs CNI DEL: veths and IP leases go away cleanly).
 if [[ -f $RUN/kubelet.pid && -f $KUBECONFIG ]] && kill -0 "$(cat "$RUN/kubelet.pid")" 2>/dev/null; then
 	timeout 40 "$KUBECTL" delete pods --all --all-namespaces --grace-period=0 --force --wait=true \
 		--request-timeout=10s >/dev/null 2>&1 || log "not every pod was deleted through the API; removing the rest directly"
 fi
-stop kubelet
-stop kube-proxy
+stop kubelet kube-proxy
 
 # 3. Whatever containers remain, while containerd can still stop their shims.
 if [[ -S $CONTAINERD_SOCK ]]; then
@@ -41,8 +40,7 @@ stop containerd
 for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null); do
 	kill -9 "$pid" 2>/dev/null && log "killed leftover shim $pid"
 done
-stop kube-apiserver
-stop etcd
+stop kube-apiserver etcd
 
 # 4. Mounts under the state directory (deepest first) and the pod network namespaces we created.
 awk -v root="$PODGATE_E2E_STATE" 'index($2, root) == 1 {print $2}' /proc/self/mounts | sort -r |

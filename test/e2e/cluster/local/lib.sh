@@ -52,18 +52,32 @@ start() {
 	log "started $name (pid $!)"
 }
 
-# stop NAME: SIGTERM the recorded PID, SIGKILL after 10 s; never anything not in a PID file.
+# stop NAME...: SIGTERM the recorded PIDs together, SIGKILL whatever still runs after 10 s; never
+# anything not in a PID file.
 stop() {
-	local f=$RUN/$1.pid pid
-	[[ -f $f ]] || return 0
-	pid=$(cat "$f")
-	if kill -0 "$pid" 2>/dev/null; then
-		kill "$pid" 2>/dev/null || true
-		for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-		kill -0 "$pid" 2>/dev/null && { kill -9 "$pid" 2>/dev/null || true; log "killed $1 (pid $pid) after 10s"; }
-	fi
-	rm -f "$f"
-	log "stopped $1 (pid $pid)"
+	local name pid names=() pids=()
+	for name in "$@"; do
+		[[ -f $RUN/$name.pid ]] || continue
+		pid=$(cat "$RUN/$name.pid")
+		if kill "$pid" 2>/dev/null; then names+=("$name") pids+=("$pid"); else rm -f "$RUN/$name.pid"; fi
+	done
+	((${#pids[@]})) || return 0
+	local i alive
+	for _ in $(seq 50); do
+		alive=0
+		for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+		((alive)) || break
+		sleep 0.2
+	done
+	for i in "${!pids[@]}"; do
+		if kill -0 "${pids[i]}" 2>/dev/null; then
+			kill -9 "${pids[i]}" 2>/dev/null || true
+			log "killed ${names[i]} (pid ${pids[i]}) after 10s"
+		else
+			log "stopped ${names[i]} (pid ${pids[i]})"
+		fi
+		rm -f "$RUN/${names[i]}.pid"
+	done
 }
 
 # waitfor DESCRIPTION TIMEOUT_SECONDS CMD...: poll CMD every 0.5 s until it succeeds.
