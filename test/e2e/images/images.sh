@@ -42,8 +42,8 @@ build_one() {
 	if [[ -f $tar ]]; then log "image $image: cached ($(basename "$tar"))"; return; fi
 	local ctx store
 	ctx=$(mktemp -d) store=$(mktemp -d)
-	# The Dockerfiles COPY the binary from the context root, under the command's name.
-	cp "$BIN/$name" "$ctx/$name"
+	# Every Dockerfile COPYs its prebuilt static binary from bin/<name> in the context.
+	mkdir -p "$ctx/bin" && cp "$BIN/$name" "$ctx/bin/$name"
 	# vfs storage: no overlay mounts to leave behind, and these images are one small layer.
 	local buildah=(buildah --root "$store/root" --runroot "$store/runroot" --storage-driver vfs)
 	"${buildah[@]}" bud --quiet --isolation chroot --pull-never --layers=false --build-arg BASE=scratch \
