@@ -40,7 +40,8 @@ stop containerd
 for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null); do
 	kill -9 "$pid" 2>/dev/null && log "killed leftover shim $pid"
 done
-stop kube-apiserver etcd
+stop kube-apiserver
+stop etcd # after the API server, which would otherwise hang on its way out
 
 # 4. Mounts under the state directory (deepest first) and the pod network namespaces we created.
 awk -v root="$PODGATE_E2E_STATE" 'index($2, root) == 1 {print $2}' /proc/self/mounts | sort -r |
