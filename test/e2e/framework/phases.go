@@ -6,6 +6,7 @@ package framework
 import (
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 )
@@ -54,8 +55,8 @@ func (p *Phases) Write(w io.Writer) {
 		if ph.Err != nil {
 			status = "FAILED: " + ph.Err.Error()
 		}
-		fmt.Fprintf(w, "  %-28s %8.1fs  %s\n", ph.Name, ph.Duration.Seconds(), status)
+		fmt.Fprintf(w, "  %-38s %7.1fs  %s\n", ph.Name, ph.Duration.Seconds(), strings.TrimSpace(status))
 		total += ph.Duration
 	}
-	fmt.Fprintf(w, "  %-28s %8.1fs\n", "total", total.Seconds())
+	fmt.Fprintf(w, "  %-38s %7.1fs\n", "total", total.Seconds())
 }

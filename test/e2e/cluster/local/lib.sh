@@ -52,26 +52,31 @@ start() {
 	log "started $name (pid $!)"
 }
 
-# stop NAME...: SIGTERM the recorded PIDs together, SIGKILL whatever still runs after 10 s; never
-# anything not in a PID file.
+# stop NAME...: SIGTERM the recorded processes together, SIGKILL whatever still runs after 10 s.
+# start() runs each in its own session, so its PID is also its process group, and signalling the
+# group reaches the children it forked too (kc.sh's java): never anything this run did not start.
 stop() {
 	local name pid names=() pids=()
 	for name in "$@"; do
 		[[ -f $RUN/$name.pid ]] || continue
 		pid=$(cat "$RUN/$name.pid")
-		if kill "$pid" 2>/dev/null; then names+=("$name") pids+=("$pid"); else rm -f "$RUN/$name.pid"; fi
+		if kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null; then
+			names+=("$name") pids+=("$pid")
+		else
+			rm -f "$RUN/$name.pid"
+		fi
 	done
 	((${#pids[@]})) || return 0
 	local i alive
 	for _ in $(seq 50); do
 		alive=0
-		for pid in "${pids[@]}"; do kill -0 "$pid" 2>/dev/null && alive=1; done
+		for pid in "${pids[@]}"; do running "$pid" && alive=1; done
 		((alive)) || break
 		sleep 0.2
 	done
 	for i in "${!pids[@]}"; do
-		if kill -0 "${pids[i]}" 2>/dev/null; then
-			kill -9 "${pids[i]}" 2>/dev/null || true
+		if running "${pids[i]}"; then
+			kill -KILL -- "-${pids[i]}" 2>/dev/null || kill -KILL "${pids[i]}" 2>/dev/null || true
 			log "killed ${names[i]} (pid ${pids[i]}) after 10s"
 		else
 			log "stopped ${names[i]} (pid ${pids[i]})"
@@ -79,6 +84,9 @@ stop() {
 		rm -f "$RUN/${names[i]}.pid"
 	done
 }
+
+# running PID: the process, or any process of its group, is still alive.
+running() { kill -0 -- "-$1" 2>/dev/null || kill -0 "$1" 2>/dev/null; }
 
 # waitfor DESCRIPTION TIMEOUT_SECONDS CMD...: poll CMD every 0.5 s until it succeeds.
 waitfor() {
