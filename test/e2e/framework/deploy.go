@@ -11,13 +11,36 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// DeployInjector deploys the injector from manifests/overlays/e2e and waits until the API server
-// actually sends it pods.
+// DeployInjector deploys the injector from manifests/overlays/e2e, as a user would with
+// kubectl apply -k, and waits until the API server really sends it pods.
 func (s *Stack) DeployInjector(ctx context.Context) error {
-	if _, err := os.Stat(filepath.Join(s.Root, "manifests", "overlays", "e2e", "kustomization.yaml")); err != nil {
+	overlay := filepath.Join(s.Root, "manifests", "overlays", "e2e")
+	if _, err := os.Stat(filepath.Join(overlay, "kustomization.yaml")); err != nil {
 		return ErrNoManifests
 	}
-	return nil
+	// The e2e overlay builds on the dev overlay, which reads the webhook's TLS files from here.
+	if err := WebhookCerts(filepath.Join(s.Root, "manifests", "overlays", "dev", "certs"), InjectorService, InjectorNamespace); err != nil {
+		return err
+	}
+	if _, err := s.Kube.Run(ctx, "", "apply", "-k", overlay); err != nil {
+		return err
+	}
+	deployment, err := s.Kube.Client.AppsV1().Deployments(InjectorNamespace).Get(ctx, InjectorDeployment, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if _, err := s.Kube.WaitPodsReady(ctx, InjectorNamespace, InjectorSelector, int(*deployment.Spec.Replicas), 3*time.Minute); err != nil {
+		return err
+	}
+	hooks, err := s.Kube.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, InjectorWebhookConfig, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if len(hooks.Webhooks) == 0 {
+		return fmt.Errorf("MutatingWebhookConfiguration %s has no webhooks", InjectorWebhookConfig)
+	}
+	s.webhookName = hooks.Webhooks[0].Name
+	return s.WaitWebhookServing(ctx)
 }
 
 // Demo brings the stack up with the injector and the demo app, and leaves it running.
@@ -59,6 +82,8 @@ const (
 	InjectorService    = "podgate-injector"
 	InjectorSelector   = "app.kubernetes.io/name=podgate-injector"
 	InjectorImage      = "podgate.local/injector:e2e"
+	// InjectorWebhookConfig is the MutatingWebhookConfiguration's name.
+	InjectorWebhookConfig = "podgate-injector"
 )
 
 // WaitWebhookServing waits until the API server really runs pods through the injector: a
