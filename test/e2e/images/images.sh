@@ -58,15 +58,19 @@ build_one() {
 
 build() {
 	mkdir -p "$OUT" "$BIN"
-	# buildah keeps a blob-info cache under /var/lib/containers whatever --root says; remove it
-	# afterwards if this run created it.
-	local created_varlib=0
-	[[ -e /var/lib/containers ]] || created_varlib=1
+	# buildah keeps a blob-info cache under /var/lib/containers whatever --root says. Remove only
+	# what this build created there, and directories only when empty: another buildah user on the
+	# machine may have created them meanwhile.
+	local cache_dirs=(/var/lib/containers /var/lib/containers/cache) cache_file=/var/lib/containers/cache/blob-info-cache-v1.boltdb
+	local created=() d had_file=0
+	for d in "${cache_dirs[@]}"; do [[ -e $d ]] || created=("$d" "${created[@]}"); done
+	[[ -e $cache_file ]] && had_file=1
 	local pkgs=() name pkg dockerfile
 	while IFS='|' read -r name pkg dockerfile; do [[ -d $REPO/${pkg#./} ]] && pkgs+=("$pkg"); done <<<"$IMAGES"
 	(cd "$REPO" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN/" "${pkgs[@]}")
 	each_image build_one
-	((created_varlib)) && rm -rf /var/lib/containers
+	((had_file)) || rm -f "$cache_file"
+	for d in "${created[@]}"; do rmdir "$d" 2>/dev/null || true; done
 	return 0
 }
 

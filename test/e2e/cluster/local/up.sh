@@ -9,7 +9,7 @@
 source "$(dirname "$0")/lib.sh"
 
 # Paths kubelet 1.34 and containerd 1.6 use whatever the flags say; down.sh removes the ones we created.
-HARDCODED_PATHS="/var/lib/kubelet /var/lib/cni /var/log/containers /var/log/pods /run/containerd /var/run/netns /var/lib/containers /run/mount"
+HARDCODED_PATHS="/var/lib/kubelet /var/lib/cni /var/log/containers /var/log/pods /run/containerd /var/run/netns /run/mount"
 # Sysctls this run, kubelet or kube-proxy may change; down.sh restores each one that differs.
 SYSCTLS="net.ipv4.ip_forward net.bridge.bridge-nf-call-iptables net.bridge.bridge-nf-call-ip6tables
 	net.ipv4.conf.all.route_localnet net.ipv4.conf.all.forwarding net.ipv4.conf.default.forwarding
