@@ -12,8 +12,14 @@ export PATH=$PATH:/usr/local/go/bin
 cache=${PODGATE_E2E_CACHE:-${XDG_CACHE_HOME:-/var/cache}/podgate-e2e}
 logs=${PODGATE_E2E_LOGS:-/var/log/podgate-e2e}
 mkdir -p "$cache"
-exec 9>"$cache/lock"
-flock -n 9 || { echo "run.sh: another podgate e2e run holds $cache/lock" >&2; exit 1; }
+if [[ -z ${PODGATE_E2E_LOCKED:-} ]]; then
+	# Re-run under the lock. -o: the lock's descriptor is not inherited, so the daemons a demo
+	# leaves running do not keep holding it.
+	rc=0
+	PODGATE_E2E_LOCKED=1 flock -n -o -E 75 "$cache/lock" "$0" "$@" || rc=$?
+	((rc == 75)) && echo "run.sh: another podgate e2e run holds $cache/lock" >&2
+	exit "$rc"
+fi
 
 down() { go run ./test/e2e/cmd/podgate-e2e down; }
 

@@ -62,17 +62,20 @@ func (s *Stack) DemoInstructions() string {
 	return fmt.Sprintf(`
 podgate demo is running.
 
-  Open      %s/   (a browser on this machine; you are sent to Keycloak to log in)
-  Log in as %s / %s   (has the role %s: sees the page)
-        or  %s / %s       (no role: gets 403)
-  API       curl -H "Authorization: Bearer $TOKEN" %s/   (401 without a token)
-  Keycloak  %s   (admin / admin)
-  Cluster   export KUBECONFIG=%s
-            kubectl -n %s get pods   (the sidecar is the native sidecar podgate-proxy)
+  Open      %[1]s/   (a browser on this machine; you are sent to Keycloak to log in)
+  Log in as %[2]s / %[3]s   (realm role %[4]s: sees the page)
+        or  %[5]s / %[6]s       (no role: logs in, then gets 403)
+  API       TOKEN=$(curl -s %[7]s/protocol/openid-connect/token -d grant_type=password \
+                -d client_id=%[8]s -d client_secret=%[9]s -d username=%[2]s -d password=%[3]s \
+                | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+            curl -H "Authorization: Bearer $TOKEN" %[1]s/api   (401 without a token)
+  Keycloak  %[10]s/admin/   (admin / admin)
+  Cluster   export KUBECONFIG=%[11]s
+            kubectl -n %[12]s get pods   (the sidecar runs as the native sidecar podgate-proxy)
 
   Stop it   make demo-down
-`, DemoURL, AllowedUser, AllowedPass, AllowedRole, DeniedUser, DeniedPass, DemoURL,
-		s.Keycloak.URL+"/admin/", s.Provider.Kubeconfig(), DemoNamespace)
+`, DemoURL, AllowedUser, AllowedPass, AllowedRole, DeniedUser, DeniedPass, s.Keycloak.Issuer(),
+		ClientID, ClientSecret, s.Keycloak.URL, s.Provider.Kubeconfig(), DemoNamespace)
 }
 
 // The injector as manifests/base deploys it.
