@@ -34,7 +34,8 @@ type Echo struct {
 }
 
 var page = template.Must(template.New("page").Parse(`<!doctype html>
-<html><head><meta charset="utf-8"><title>podgate demo</title></head>
+<html><head><meta charset="utf-8"><title>podgate demo</title>
+<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}th{text-align:left;white-space:nowrap}</style></head>
 <body>
 <h1>Hello, {{or .User "stranger"}}!</h1>
 <p>This page is served by a plain HTTP app that knows nothing about logins. podgate's sidecar
