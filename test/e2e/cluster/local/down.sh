@@ -55,8 +55,10 @@ if [[ -f $RUN/netns-before ]]; then
 fi
 
 # 5. Links: veths left on the pod bridge, then the bridges we created (their routes go with them).
+# A veth also vanishes by itself once its pod's namespace is gone: only one still there is a failure.
+gone() { ! ip link show "$1" >/dev/null 2>&1; }
 for v in $(ip -o link show master "$POD_BRIDGE" 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1); do
-	try ip link del "$v"
+	ip link del "$v" 2>/dev/null || gone "$v" || { log "teardown step failed: ip link del $v"; failed=1; }
 done
 if [[ -f $RUN/created-links ]]; then
 	for l in $(cat "$RUN/created-links"); do ip link show "$l" >/dev/null 2>&1 && try ip link del "$l"; done
