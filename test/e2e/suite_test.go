@@ -520,15 +520,21 @@ func TestForwardAuthWithNginx(t *testing.T) {
 	t.Cleanup(func() { _ = suite.Scripts.Run(context.Background(), "forwardauth/nginx.sh", "stop") })
 
 	// Not logged in: nginx's error_page sends the browser to the sidecar's sign-in, then Keycloak.
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, framework.ForwardAuthURL+"/fa?x=1", nil)
-	req.Header.Set("Accept", "text/html")
-	resp, err := noRedirects.Do(req)
+	// Retried until kube-proxy routes the new Services (nginx answers 502 until then).
+	err := framework.Eventually(ctx, 30*time.Second, 500*time.Millisecond, "nginx sending a browser to sign in", func(ctx context.Context) (bool, string, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, framework.ForwardAuthURL+"/fa?x=1", nil)
+		req.Header.Set("Accept", "text/html")
+		resp, err := noRedirects.Do(req)
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		resp.Body.Close()
+		loc := resp.Header.Get("Location")
+		return resp.StatusCode == http.StatusFound && strings.HasPrefix(loc, "/oauth2/start"),
+			fmt.Sprintf("HTTP %d to %q, want 302 to /oauth2/start", resp.StatusCode, loc), nil
+	})
 	if err != nil {
 		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), "/oauth2/start") {
-		t.Errorf("nginx without a session: HTTP %d to %q, want 302 to /oauth2/start", resp.StatusCode, resp.Header.Get("Location"))
 	}
 
 	b := framework.NewBrowser()
