@@ -62,6 +62,11 @@ func repoRoot() (string, error) {
 // of what it changed, so a partial Up is torn down as exactly as a complete one.
 func (s *Stack) Up(ctx context.Context) error {
 	p := s.Provider
+	// A run that was killed outright (SIGKILL, a machine's session ending) leaves state behind;
+	// start from a clean machine rather than from its half-dead cluster.
+	if err := s.Phases.Run("clean up an earlier run", func() error { return p.Destroy(ctx) }); err != nil {
+		return err
+	}
 	if err := s.Phases.Run("prepare ("+p.Name()+": install, build)", func() error { return p.Prepare(ctx) }); err != nil {
 		return err
 	}
