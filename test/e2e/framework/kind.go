@@ -14,7 +14,8 @@ import (
 // `kind load image-archive`. Pods reach Keycloak on NodeIP through the node container's default
 // route to the host, which owns NodeIP on the bridge `up.sh network` creates (so this provider
 // needs root too). The cluster's pod and service ranges are moved into 198.18.0.0/15 like the
-// local provider's; the network the container engine puts the node on is the engine's choice.
+// local provider's, and routed from the host to the node container, so the tests reach Services
+// the same way; the network the container engine puts the node on is the engine's choice.
 //
 // It cannot run on the machines podgate is developed on (no container engine, no registry for
 // kind's node image); it is written for, and documented as, the laptop path.
@@ -71,7 +72,36 @@ func (k *Kind) Create(ctx context.Context, images []Image) error {
 			return err
 		}
 	}
+	// The tests reach Services and pods from the host, as with the local provider: route both
+	// ranges to the node container, whose kube-proxy takes it from there.
+	nodeIP, err := k.nodeIP(ctx)
+	if err != nil {
+		return err
+	}
+	for _, cidr := range kindRoutes {
+		if out, err := exec.CommandContext(ctx, "ip", "route", "replace", cidr, "via", nodeIP).CombinedOutput(); err != nil {
+			return fmt.Errorf("route %s via the kind node %s: %w: %s", cidr, nodeIP, err, out)
+		}
+	}
 	return nil
+}
+
+// kindRoutes are the cluster's service and pod ranges (see kindConfig).
+var kindRoutes = []string{"198.19.0.0/16", "198.18.64.0/18"}
+
+// nodeIP is the control-plane container's address on the container engine's "kind" network.
+func (k *Kind) nodeIP(ctx context.Context) (string, error) {
+	engine := "docker"
+	if _, err := exec.LookPath(engine); err != nil {
+		engine = "podman"
+	}
+	out, err := exec.CommandContext(ctx, engine, "inspect", "-f", "{{.NetworkSettings.Networks.kind.IPAddress}}",
+		k.ClusterName+"-control-plane").Output()
+	ip := strings.TrimSpace(string(out))
+	if err != nil || ip == "" {
+		return "", fmt.Errorf("%s inspect %s-control-plane: no address on network kind (%v)", engine, k.ClusterName, err)
+	}
+	return ip, nil
 }
 
 // Kubeconfig is a fixed path, so `make demo-down` in another process finds the same cluster.
@@ -83,6 +113,9 @@ func (k *Kind) Kubectl() string { return "kubectl" }
 
 func (k *Kind) Destroy(ctx context.Context) error {
 	var errs []string
+	for _, cidr := range kindRoutes {
+		_ = exec.CommandContext(ctx, "ip", "route", "del", cidr).Run() // absent when Create did not get that far
+	}
 	if err := k.kind(ctx, "delete", "cluster", "--name", k.ClusterName, "--kubeconfig", k.Kubeconfig()); err != nil {
 		errs = append(errs, err.Error())
 	}
