@@ -40,6 +40,16 @@ stop containerd
 for pid in $(pgrep -f "containerd-shim-runc-v2 .*-address $CONTAINERD_SOCK" 2>/dev/null); do
 	kill -9 "$pid" 2>/dev/null && log "killed leftover shim $pid"
 done
+# Containers whose shim is gone (a run killed outright) keep running, re-parented to init: whatever
+# is still in the kubelet's cgroups is a container of this cluster.
+cgroup_procs() { find /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u; }
+for _ in $(seq 25); do
+	pids=$(cgroup_procs)
+	[[ -z $pids ]] && break
+	log "killing container processes left in the kubepods cgroups: $(echo $pids)"
+	kill -9 $pids 2>/dev/null
+	sleep 0.2
+done
 stop kube-apiserver
 stop etcd # after the API server, which would otherwise hang on its way out
 
@@ -126,7 +136,10 @@ if [[ -f $RUN/sysctl-before ]]; then
 	done <"$RUN/sysctl-before"
 fi
 
-# 9. The state itself.
+# 9. The state itself, unless something could not be undone: then its records stay for another try.
+if ((failed)); then
+	log "teardown finished with errors (see above); kept $RUN so that running it again can retry"
+	exit 1
+fi
 try rm -rf "$PODGATE_E2E_STATE"
-if ((failed)); then log "teardown finished with errors (see above)"; exit 1; fi
 log "teardown complete"
