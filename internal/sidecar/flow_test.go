@@ -220,10 +220,9 @@ func TestTamperedAndExpiredCookies(t *testing.T) {
 
 type headerRecorder struct{ h http.Header }
 
-func (r *headerRecorder) Header() http.Header       { return r.h }
+func (r *headerRecorder) Header() http.Header         { return r.h }
 func (r *headerRecorder) Write(b []byte) (int, error) { return len(b), nil }
 func (r *headerRecorder) WriteHeader(int)             {}
-
 
 func TestRefreshBeforeExpiry(t *testing.T) {
 	// Access tokens living 10s are always inside the 30s refresh margin: every request refreshes.

@@ -39,6 +39,8 @@ type envOpt struct {
 	idp     oidctest.Config
 	opts    func(*options.Options)
 	idpDown bool
+	// existing, when set, is used instead of starting an IdP from idp.
+	existing *oidctest.Provider
 }
 
 func newEnv(t *testing.T, eo envOpt) *env {
@@ -46,8 +48,11 @@ func newEnv(t *testing.T, eo envOpt) *env {
 	if eo.idp.ClientSecret == "" {
 		eo.idp.ClientSecret = "s3cret"
 	}
-	e := &env{t: t, idp: oidctest.Start(eo.idp)}
-	t.Cleanup(e.idp.Close)
+	e := &env{t: t, idp: eo.existing}
+	if e.idp == nil {
+		e.idp = oidctest.Start(eo.idp)
+		t.Cleanup(e.idp.Close)
+	}
 	if eo.idpDown {
 		e.idp.SetDown(true)
 	}
