@@ -370,4 +370,3 @@ func startGRPCHealth(t *testing.T, status byte) string {
 	t.Cleanup(func() { _ = srv.Close() })
 	return ln.Addr().String()
 }
-
