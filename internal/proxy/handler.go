@@ -123,6 +123,8 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*princip
 	}
 	now := h.now()
 	if now.Add(RefreshMargin).After(sess.Expiry) {
+		cp := *sess // the loaded session is shared with the store's cache
+		sess = &cp
 		if err := h.refresh(r.Context(), w, r, sess); err != nil {
 			h.count(OutcomeRefreshFailed)
 			h.log.Info("session refresh failed", zap.Error(err))
