@@ -5,6 +5,8 @@
 #   2. oauth2-proxy --skip-jwt-bearer-tokens with a bearer JWT,
 #   3. podgate sidecar with the same bearer JWT.
 # Prints req/s, p50/p99 latency, ratios, and VmRSS idle and after load, as a Markdown table.
+# The three targets are measured in ROUNDS interleaved rounds (default 3) and each target's median
+# round is reported, so a burst of load from other processes skews no single target.
 #
 # Needs wrk and an oauth2-proxy binary (OAUTH2_PROXY, default /tmp/o2p/oauth2-proxy), e.g.
 #   apt-get install -y wrk
@@ -16,6 +18,7 @@ cd "$(dirname "$0")/../.."
 DURATION=${DURATION:-10s}
 CONNS=${CONNS:-32}
 THREADS=${THREADS:-1}
+ROUNDS=${ROUNDS:-3}
 O2P=${OAUTH2_PROXY:-/tmp/o2p/oauth2-proxy}
 WORK=$(mktemp -d)
 PIDS=()
@@ -67,6 +70,7 @@ wait_ok http://127.0.0.1:14180/ "Authorization: Bearer $TOKEN" || { cat "$WORK/o
 sleep 1
 
 rss() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 O2P_IDLE=$(rss $O2P_PID)
 PG_IDLE=$(rss $PG_PID)
 
@@ -74,7 +78,6 @@ PG_IDLE=$(rss $PG_PID)
 run() {
   local out
   out=$(wrk -t"$THREADS" -c"$CONNS" -d"$DURATION" --latency -H "Authorization: Bearer $TOKEN" "$2")
-  echo "$out" > "$WORK/wrk-$1.txt"
   local rps p50 p99
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
@@ -86,10 +89,17 @@ ms() { # wrk latency (us|ms|s) -> ms
   awk -v v="$1" 'BEGIN { n=v+0; if (v ~ /us$/) n/=1000; else if (v ~ /ms$/) n=n; else if (v ~ /s$/) n*=1000; printf "%.2f", n }'
 }
 
-echo "wrk -t$THREADS -c$CONNS -d$DURATION, three runs back to back..." >&2
-read -r D_RPS D_P50 D_P99 <<<"$(run direct "$UPSTREAM/")"
-read -r O_RPS O_P50 O_P99 <<<"$(run oauth2-proxy http://127.0.0.1:14180/)"
-read -r P_RPS P_P50 P_P99 <<<"$(run podgate http://127.0.0.1:14181/)"
+echo "wrk -t$THREADS -c$CONNS -d$DURATION, $ROUNDS interleaved rounds..." >&2
+for r in $(seq "$ROUNDS"); do
+  run direct "$UPSTREAM/" >>"$WORK/direct.runs"
+  run oauth2-proxy http://127.0.0.1:14180/ >>"$WORK/o2p.runs"
+  run podgate http://127.0.0.1:14181/ >>"$WORK/podgate.runs"
+  echo "  round $r: direct $(tail -1 "$WORK/direct.runs" | cut -d' ' -f1), oauth2-proxy $(tail -1 "$WORK/o2p.runs" | cut -d' ' -f1), podgate $(tail -1 "$WORK/podgate.runs" | cut -d' ' -f1) req/s" >&2
+done
+median() { sort -n -k1,1 "$1" | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'; }
+read -r D_RPS D_P50 D_P99 <<<"$(median "$WORK/direct.runs")"
+read -r O_RPS O_P50 O_P99 <<<"$(median "$WORK/o2p.runs")"
+read -r P_RPS P_P50 P_P99 <<<"$(median "$WORK/podgate.runs")"
 
 O2P_LOAD=$(rss $O2P_PID)
 PG_LOAD=$(rss $PG_PID)
@@ -101,6 +111,8 @@ cat <<TABLE
 | upstream direct | $D_RPS | $D_P50 | $D_P99 | 1.00 | – |
 | oauth2-proxy v7.15.6 (bearer JWT) | $O_RPS | $O_P50 | $O_P99 | $(ratio "$O_RPS" "$D_RPS") | 1.00 |
 | podgate sidecar (bearer JWT) | $P_RPS | $P_P50 | $P_P99 | $(ratio "$P_RPS" "$D_RPS") | $(ratio "$P_RPS" "$O_RPS") |
+
+Median of $ROUNDS rounds, wrk -t$THREADS -c$CONNS -d$DURATION, $(nproc) CPUs, load average before: $LOAD_BEFORE.
 
 | process | VmRSS idle (MB) | VmRSS after load (MB) |
 | --- | ---: | ---: |

