@@ -1,9 +1,6 @@
 package auth
 
-import (
-	"testing"
-	"time"
-)
+import "testing"
 
 func TestIdentityFromKeycloakClaims(t *testing.T) {
 	c, err := ParseClaims([]byte(`{"sub":"s","preferred_username":"alice","email":"a@x.org","email_verified":true,
@@ -56,23 +53,5 @@ func TestPolicy(t *testing.T) {
 	unverified.EmailVerified = false
 	if ok, why := (Policy{EmailDomains: []string{"*"}}).Allows(&unverified); ok || why != "emailDomain" {
 		t.Errorf("unverified email allowed: %v %s", ok, why)
-	}
-}
-
-func TestTokenCacheBounded(t *testing.T) {
-	c := newTokenCache(10)
-	now := time.Now()
-	for i := range 100 {
-		var k [32]byte
-		k[0], k[1] = byte(i), byte(i>>8)
-		c.put(k, &Identity{Expiry: now.Add(time.Hour)}, now)
-		if c.Len() > 10 {
-			t.Fatalf("cache grew to %d", c.Len())
-		}
-	}
-	var k [32]byte
-	c.put(k, &Identity{Expiry: now.Add(-time.Hour)}, now)
-	if c.get(k, now) != nil {
-		t.Error("expired identity served from cache")
 	}
 }

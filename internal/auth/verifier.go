@@ -6,10 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+
+	"github.com/podgate/podgate/internal/cache"
 )
 
 // Skew is the clock difference tolerated on exp and nbf. Small on purpose: go-oidc's own five
@@ -32,7 +33,7 @@ type Verifier struct {
 	audiences []string
 	names     ClaimNames
 	now       func() time.Time
-	cache     *tokenCache
+	cache     *cache.Cache[*Identity]
 	// OnCache is told whether a bearer verification was served from the cache.
 	OnCache func(hit bool)
 }
@@ -71,7 +72,7 @@ func NewVerifier(keys *KeySet, c VerifierConfig) *Verifier {
 		audiences: c.Audiences,
 		names:     c.Names,
 		now:       now,
-		cache:     newTokenCache(size),
+		cache:     cache.New[*Identity](size),
 	}
 }
 
@@ -103,7 +104,7 @@ func (v *Verifier) verify(ctx context.Context, raw string) (Claims, error) {
 func (v *Verifier) VerifyBearer(ctx context.Context, raw string) (*Identity, error) {
 	key := sha256.Sum256([]byte(raw))
 	now := v.now()
-	if id := v.cache.get(key, now); id != nil {
+	if id, ok := v.cache.Get(key, now); ok {
 		v.report(true)
 		return id, nil
 	}
@@ -116,7 +117,7 @@ func (v *Verifier) VerifyBearer(ctx context.Context, raw string) (*Identity, err
 		return nil, ErrAudience
 	}
 	id := c.Identity(v.names)
-	v.cache.put(key, id, now)
+	v.cache.Put(key, id, id.Expiry.Add(Skew), now)
 	return id, nil
 }
 
@@ -151,52 +152,3 @@ func (v *Verifier) VerifyAccessToken(ctx context.Context, raw string) (Claims, e
 
 // Names returns the claim names identities are built with.
 func (v *Verifier) Names() ClaimNames { return v.names }
-
-// tokenCache maps token hashes to identities until the token expires. It is bounded: when full,
-// expired entries go first, then arbitrary ones (Go's randomised map order), so a flood of distinct
-// valid tokens costs re-verification, never unbounded memory.
-type tokenCache struct {
-	mu  sync.RWMutex
-	max int
-	m   map[[32]byte]*Identity
-}
-
-func newTokenCache(max int) *tokenCache {
-	return &tokenCache{max: max, m: make(map[[32]byte]*Identity)}
-}
-
-func (c *tokenCache) get(key [32]byte, now time.Time) *Identity {
-	c.mu.RLock()
-	id := c.m[key]
-	c.mu.RUnlock()
-	if id == nil || now.After(id.Expiry.Add(Skew)) {
-		return nil
-	}
-	return id
-}
-
-func (c *tokenCache) put(key [32]byte, id *Identity, now time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) >= c.max {
-		for k, v := range c.m {
-			if now.After(v.Expiry.Add(Skew)) {
-				delete(c.m, k)
-			}
-		}
-		for k := range c.m {
-			if len(c.m) < c.max*9/10 {
-				break
-			}
-			delete(c.m, k)
-		}
-	}
-	c.m[key] = id
-}
-
-// Len returns the number of cached tokens.
-func (c *tokenCache) Len() int {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	return len(c.m)
-}

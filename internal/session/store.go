@@ -7,10 +7,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/podgate/podgate/internal/auth"
+	"github.com/podgate/podgate/internal/cache"
 )
 
 // ChunkSize is the largest cookie value written; with name and attributes it stays under the
@@ -41,7 +41,7 @@ type Session struct {
 
 // Store reads and writes sessions and the login (CSRF) cookie.
 type Store struct {
-	cache  *sessionCache
+	cache  *cache.Cache[*Session]
 	codec  *Codec
 	name   string
 	secure bool
@@ -54,7 +54,7 @@ func NewStore(codec *Codec, name string, secure bool, maxAge time.Duration, now 
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{codec: codec, name: name, secure: secure, maxAge: maxAge, now: now, cache: newSessionCache(10000)}
+	return &Store{codec: codec, name: name, secure: secure, maxAge: maxAge, now: now, cache: cache.New[*Session](10000)}
 }
 
 // Name returns the session cookie's name.
@@ -121,10 +121,7 @@ func (s *Store) Load(r *http.Request) (*Session, error) {
 	// same cookie on every request until it changes, so decoded sessions are cached by the hash of
 	// the sealed value (only values that decrypted get there).
 	key := sha256.Sum256([]byte(v))
-	if sess := s.cache.get(key); sess != nil {
-		if s.now().After(sess.Created.Add(s.maxAge)) {
-			return nil, ErrExpired
-		}
+	if sess, ok := s.cache.Get(key, s.now()); ok {
 		return sess, nil
 	}
 	pt, err := s.codec.Open(s.name, v)
@@ -138,55 +135,8 @@ func (s *Store) Load(r *http.Request) (*Session, error) {
 	if s.now().After(sess.Created.Add(s.maxAge)) {
 		return nil, ErrExpired
 	}
-	s.cache.put(key, &sess, sess.Created.Add(s.maxAge))
+	s.cache.Put(key, &sess, sess.Created.Add(s.maxAge), s.now())
 	return &sess, nil
-}
-
-// sessionCache maps hashes of sealed cookie values to decoded sessions, bounded like the token
-// cache: when full, expired entries go first, then arbitrary ones.
-type sessionCache struct {
-	mu  sync.RWMutex
-	max int
-	m   map[[32]byte]cachedSession
-}
-
-type cachedSession struct {
-	sess    *Session
-	expires time.Time
-}
-
-func newSessionCache(max int) *sessionCache {
-	return &sessionCache{max: max, m: map[[32]byte]cachedSession{}}
-}
-
-func (c *sessionCache) get(key [32]byte) *Session {
-	c.mu.RLock()
-	e, ok := c.m[key]
-	c.mu.RUnlock()
-	if !ok {
-		return nil
-	}
-	return e.sess
-}
-
-func (c *sessionCache) put(key [32]byte, sess *Session, expires time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if len(c.m) >= c.max {
-		now := time.Now()
-		for k, e := range c.m {
-			if now.After(e.expires) {
-				delete(c.m, k)
-			}
-		}
-		for k := range c.m {
-			if len(c.m) < c.max*9/10 {
-				break
-			}
-			delete(c.m, k)
-		}
-	}
-	c.m[key] = cachedSession{sess: sess, expires: expires}
 }
 
 func (s *Store) cookie(name, value string, maxAge int) *http.Cookie {
