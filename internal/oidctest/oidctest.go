@@ -15,6 +15,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"maps"
 	"net/http"
@@ -45,6 +46,8 @@ type Config struct {
 	// AccessAudience is the access token's "aud" (default the client id).
 	AccessAudience []string
 	User           User
+	// TLS serves HTTPS with a self-signed certificate (see CACertPEM).
+	TLS bool
 }
 
 // Key is one signing key.
@@ -100,18 +103,31 @@ func Start(cfg Config) *Provider {
 	mux.HandleFunc("/token", p.token)
 	mux.HandleFunc("/logout", p.endSession)
 	mux.HandleFunc("/userinfo", p.userinfo)
-	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p.down.Load() {
 			http.Error(w, "down", http.StatusServiceUnavailable)
 			return
 		}
 		mux.ServeHTTP(w, r)
-	}))
+	})
+	if cfg.TLS {
+		p.srv = httptest.NewTLSServer(h)
+	} else {
+		p.srv = httptest.NewServer(h)
+	}
 	return p
 }
 
 // Close stops the server.
 func (p *Provider) Close() { p.srv.Close() }
+
+// CACertPEM returns the PEM of the TLS server's certificate (nil without TLS).
+func (p *Provider) CACertPEM() []byte {
+	if p.srv.Certificate() == nil {
+		return nil
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.srv.Certificate().Raw})
+}
 
 // URL is the server's address (and the issuer unless Config.Issuer is set).
 func (p *Provider) URL() string { return p.srv.URL }
@@ -441,7 +457,7 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 
 // Password runs the password grant and returns the access token (like a CLI client would).
 func (p *Provider) Password(username, password string) (string, error) {
-	resp, err := http.PostForm(p.srv.URL+"/token", url.Values{"grant_type": {"password"}, "username": {username},
+	resp, err := p.srv.Client().PostForm(p.srv.URL+"/token", url.Values{"grant_type": {"password"}, "username": {username},
 		"password": {password}, "client_id": {p.cfg.ClientID}, "client_secret": {p.cfg.ClientSecret}})
 	if err != nil {
 		return "", err

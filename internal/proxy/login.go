@@ -197,6 +197,7 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request) {
 	rd := h.originalURL(r)
 	if p, _, err := h.authenticate(w, r); err == nil {
 		if ok, _ := h.cfg.Policy.Allows(p.id); !ok {
+			h.count(OutcomeForbidden)
 			httpError(w, http.StatusForbidden, "you are signed in but not allowed to access this")
 			return
 		}

@@ -5,6 +5,8 @@ import (
 	"encoding/pem"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -257,5 +259,30 @@ func TestDiscoveryURLWithExternalIssuer(t *testing.T) {
 	resp, _ := do(t, nil, "GET", e.proxyURL+"/", map[string]string{"Accept": "text/html"})
 	if loc := resp.Header.Get("Location"); !strings.HasPrefix(loc, external+"/auth?") {
 		t.Fatalf("login redirect %q does not use the public issuer address", loc)
+	}
+}
+
+// TestProviderOverTLSWithCAFile: an https IdP signed by a private CA is trusted through
+// --provider-ca-file, and only through it.
+func TestProviderOverTLSWithCAFile(t *testing.T) {
+	idp := oidctest.Start(oidctest.Config{TLS: true, ClientSecret: "s3cret"})
+	defer idp.Close()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, idp.CACertPEM(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, envOpt{existing: idp, opts: func(o *options.Options) { o.ProviderCAFile = ca }})
+	if resp, _ := do(t, nil, "GET", e.proxyURL+"/", bearer(idp.Mint(idp.Claims()))); resp.StatusCode != 200 {
+		t.Fatalf("bearer with TLS IdP: %d", resp.StatusCode)
+	}
+	// Without the CA the IdP is not trusted: never ready.
+	untrusted := newEnv(t, envOpt{existing: idp, idpDown: true})
+	idp.SetDown(false) // the IdP answers; the sidecar must still refuse its certificate
+	time.Sleep(300 * time.Millisecond)
+	if resp, _ := do(t, nil, "GET", untrusted.adminURL+"/ready", nil); resp.StatusCode != 503 {
+		t.Fatalf("untrusted TLS IdP made the sidecar ready: %d", resp.StatusCode)
+	}
+	if !untrusted.logged("provider discovery failed, retrying") {
+		t.Error("discovery failure not logged")
 	}
 }

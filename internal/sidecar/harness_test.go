@@ -215,3 +215,8 @@ func cookieHeaderHas(r *http.Request, prefix string) bool {
 	}
 	return false
 }
+
+// logged reports whether a log entry with message msg was written.
+func (e *env) logged(msg string) bool {
+	return len(e.logs.FilterMessage(msg).All()) > 0
+}

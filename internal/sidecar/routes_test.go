@@ -370,3 +370,30 @@ func startGRPCHealth(t *testing.T, status byte) string {
 	t.Cleanup(func() { _ = srv.Close() })
 	return ln.Addr().String()
 }
+
+func TestSignInForbiddenAndUserinfoUnauthenticated(t *testing.T) {
+	e := newEnv(t, envOpt{opts: func(o *options.Options) { o.AllowedRoles = []string{"admin"} }})
+	// A signed-in user the policy refuses gets a 403 from sign_in, not another login round.
+	resp, _ := do(t, nil, "GET", e.faURL+"/oauth2/sign_in", bearer(e.idp.Mint(e.idp.Claims())))
+	if resp.StatusCode != 403 {
+		t.Errorf("sign_in for a forbidden user: %d", resp.StatusCode)
+	}
+	if resp, _ := do(t, nil, "GET", e.proxyURL+"/x", bearer(e.idp.Mint(e.idp.Claims()))); resp.StatusCode != 403 {
+		t.Errorf("forbidden user through the proxy: %d", resp.StatusCode)
+	}
+	if resp, _ := do(t, nil, "GET", e.proxyURL+"/oauth2/userinfo", nil); resp.StatusCode != 401 {
+		t.Errorf("userinfo without credentials: %d", resp.StatusCode)
+	}
+	if resp, _ := do(t, nil, "GET", e.proxyURL+"/oauth2/nope", nil); resp.StatusCode != 404 {
+		t.Errorf("unknown /oauth2 path: %d", resp.StatusCode)
+	}
+	if e.seenCount() != 0 {
+		t.Error("/oauth2/* reached the app")
+	}
+	body := scrape(t, e)
+	for _, want := range []string{`podgate_requests_total{outcome="forbidden"}`, "podgate_auth_duration_seconds_count", `podgate_jwks_refreshes_total{result="ok"}`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s:\n%s", want, body)
+		}
+	}
+}
