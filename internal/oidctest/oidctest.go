@@ -17,6 +17,8 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"io"
+	"log"
 	"maps"
 	"net/http"
 	"net/http/httptest"
@@ -110,10 +112,13 @@ func Start(cfg Config) *Provider {
 		}
 		mux.ServeHTTP(w, r)
 	})
+	p.srv = httptest.NewUnstartedServer(h)
+	// Tests present untrusted certificates on purpose; the handshake errors are expected noise.
+	p.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
 	if cfg.TLS {
-		p.srv = httptest.NewTLSServer(h)
+		p.srv.StartTLS()
 	} else {
-		p.srv = httptest.NewServer(h)
+		p.srv.Start()
 	}
 	return p
 }
