@@ -5,15 +5,18 @@ package proxy
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 
 	"github.com/podgate/podgate/internal/auth"
+	"github.com/podgate/podgate/internal/cache"
 	"github.com/podgate/podgate/internal/metrics"
 	"github.com/podgate/podgate/internal/options"
 	"github.com/podgate/podgate/internal/session"
@@ -61,11 +64,14 @@ type Config struct {
 
 // Handler authenticates requests. It is shared by every listener of the process.
 type Handler struct {
-	cfg  Config
-	skip skipMatcher
-	now  func() time.Time
-	m    *metrics.Sidecar
-	log  *zap.Logger
+	cfg Config
+	// refreshed and refreshLocks make one token-endpoint call per session refresh.
+	refreshed    *cache.Cache[refreshResult]
+	refreshLocks [64]sync.Mutex
+	skip         skipMatcher
+	now          func() time.Time
+	m            *metrics.Sidecar
+	log          *zap.Logger
 }
 
 // New returns a Handler.
@@ -82,7 +88,7 @@ func New(cfg Config) *Handler {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Handler{cfg: cfg, skip: skipMatcher(cfg.SkipAuth), now: now, m: m, log: log}
+	return &Handler{cfg: cfg, skip: skipMatcher(cfg.SkipAuth), now: now, m: m, log: log, refreshed: cache.New[refreshResult](10000)}
 }
 
 func (h *Handler) count(outcome string) { h.m.Requests.With(outcome).Inc() }
@@ -123,9 +129,11 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*princip
 	}
 	now := h.now()
 	if now.Add(RefreshMargin).After(sess.Expiry) {
-		cp := *sess // the loaded session is shared with the store's cache
-		sess = &cp
-		if err := h.refresh(r.Context(), w, r, sess); err != nil {
+		fresh, err := h.refreshShared(r.Context(), sess)
+		if err == nil {
+			err = h.cfg.Store.Save(w, r, fresh)
+		}
+		if err != nil {
 			h.count(OutcomeRefreshFailed)
 			h.log.Info("session refresh failed", zap.Error(err))
 			if now.After(sess.Expiry) {
@@ -134,34 +142,80 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*princip
 			}
 		} else {
 			h.count(OutcomeRefreshed)
+			sess = fresh
 		}
 	}
 	return &principal{id: sess.Identity, accessToken: sess.AccessToken}, OutcomeCookie, nil
 }
 
-// refresh redeems the refresh token and rewrites the session cookie.
-func (h *Handler) refresh(ctx context.Context, w http.ResponseWriter, r *http.Request, sess *session.Session) error {
-	if sess.RefreshToken == "" {
-		return errors.New("session has no refresh token")
+// refreshResult is the outcome of redeeming one refresh token, shared by every request that
+// carries the same session meanwhile.
+type refreshResult struct {
+	sess *session.Session
+	err  error
+}
+
+const (
+	// refreshReuse is how long requests still carrying the old cookie (sent before the browser
+	// stored the new one) get the refreshed session instead of redeeming the token again — which
+	// would fail with Keycloak's refresh-token rotation and multiply load on the token endpoint.
+	refreshReuse = 30 * time.Second
+	// refreshBackoff is how long a failed refresh is not retried for that session: while the IdP is
+	// down, a busy session inside the refresh margin must not hit the token endpoint per request.
+	refreshBackoff = 5 * time.Second
+)
+
+// refreshShared redeems the session's refresh token once for all concurrent and closely following
+// requests carrying it, and returns the new session (a copy: the old one is shared with caches).
+func (h *Handler) refreshShared(ctx context.Context, old *session.Session) (*session.Session, error) {
+	if old.RefreshToken == "" {
+		return nil, errors.New("session has no refresh token")
 	}
+	key := sha256.Sum256([]byte(old.RefreshToken))
+	mu := &h.refreshLocks[int(key[0])%len(h.refreshLocks)]
+	mu.Lock()
+	defer mu.Unlock()
+	now := h.now()
+	if res, ok := h.refreshed.Get(key, now); ok {
+		return res.sess, res.err
+	}
+	fresh, err := h.refresh(ctx, old)
+	ttl := refreshReuse
+	if err != nil {
+		ttl = refreshBackoff
+	}
+	h.refreshed.Put(key, refreshResult{fresh, err}, now.Add(ttl), now)
+	return fresh, err
+}
+
+// refresh redeems the refresh token and returns the updated session. Without a new ID token in
+// the response the identity comes from the new access token, completed by the old identity.
+func (h *Handler) refresh(ctx context.Context, old *session.Session) (*session.Session, error) {
 	ctx = h.clientContext(ctx)
-	tok, err := h.oauthConfig("").TokenSource(ctx, &oauth2.Token{RefreshToken: sess.RefreshToken, Expiry: time.Unix(1, 0)}).Token()
+	tok, err := h.oauthConfig("").TokenSource(ctx, &oauth2.Token{RefreshToken: old.RefreshToken, Expiry: time.Unix(1, 0)}).Token()
 	if err != nil {
-		return err
+		return nil, err
 	}
+	fresh := *old
 	idToken, _ := tok.Extra("id_token").(string)
-	if idToken == "" {
-		idToken = sess.IDToken
+	var id *auth.Identity
+	if idToken != "" {
+		if id, err = h.identityFromTokens(ctx, tok.AccessToken, idToken, ""); err != nil {
+			return nil, err
+		}
+		fresh.IDToken = idToken
+	} else {
+		id = old.Identity
+		if c, err := h.cfg.Verifier.VerifyAccessToken(ctx, tok.AccessToken); err == nil {
+			id = c.Identity(h.cfg.Verifier.Names())
+			id.Merge(old.Identity)
+		}
 	}
-	id, err := h.identityFromTokens(ctx, tok.AccessToken, idToken, "")
-	if err != nil {
-		return err
-	}
-	sess.AccessToken, sess.Expiry, sess.Identity, sess.IDToken = tok.AccessToken, tok.Expiry, id, idToken
+	fresh.AccessToken, fresh.Expiry, fresh.Identity = tok.AccessToken, tok.Expiry, id
 	if tok.RefreshToken != "" {
-		sess.RefreshToken = tok.RefreshToken
+		fresh.RefreshToken = tok.RefreshToken
 	}
-	return h.cfg.Store.Save(w, r, sess)
+	return &fresh, nil
 }
 
 // identityFromTokens builds the identity from a fresh token response: the ID token (verified,

@@ -225,11 +225,16 @@ func (r *headerRecorder) Write(b []byte) (int, error) { return len(b), nil }
 func (r *headerRecorder) WriteHeader(int)             {}
 
 func TestRefreshBeforeExpiry(t *testing.T) {
-	// Access tokens living 10s are always inside the 30s refresh margin: every request refreshes.
+	// Access tokens living 10s are always inside the 30s refresh margin.
 	e := newEnv(t, envOpt{idp: oidctest.Config{AccessTTL: 10 * time.Second}})
 	c, resp, _ := e.login("/")
 	if resp.StatusCode != 200 {
 		t.Fatal("login failed")
+	}
+	u, _ := url.Parse(e.proxyURL)
+	var oldCookie []string
+	for _, ck := range c.Jar.Cookies(u) {
+		oldCookie = append(oldCookie, ck.Name+"="+ck.Value)
 	}
 	before := e.idp.TokenCalls()
 	resp, _ = do(t, c, "GET", e.proxyURL+"/next", map[string]string{"Accept": "application/json"})
@@ -244,6 +249,17 @@ func TestRefreshBeforeExpiry(t *testing.T) {
 	}
 	if e.last().Header.Get("X-Auth-Request-User") != "alice" {
 		t.Error("identity lost on refresh")
+	}
+	// Requests still carrying the old cookie (in flight before the browser stored the new one)
+	// reuse the refreshed session: the refresh token is redeemed once, not per request.
+	for range 3 {
+		resp, _ := do(t, nil, "GET", e.proxyURL+"/old", map[string]string{"Cookie": strings.Join(oldCookie, "; "), "Accept": "application/json"})
+		if resp.StatusCode != 200 {
+			t.Fatalf("old cookie after refresh: %d", resp.StatusCode)
+		}
+	}
+	if e.idp.TokenCalls() != before+1 {
+		t.Errorf("token endpoint called %d times for one session refresh", e.idp.TokenCalls()-before)
 	}
 }
 
