@@ -97,9 +97,7 @@ func (p *Prober) probeHTTP(ctx context.Context, target *url.URL, in http.Header)
 	for _, h := range hopHeaders {
 		req.Header.Del(h)
 	}
-	if host := in.Get("Host"); host != "" {
-		req.Host = host
-	}
+	// Host stays the target's (127.0.0.1:<app port>): the kubelet's Host names the admin port.
 	resp, err := p.http.Do(req)
 	if err != nil {
 		return http.StatusServiceUnavailable, "probe failed: app not reachable"

@@ -88,6 +88,12 @@ func New(o *options.Options, log *zap.Logger) (*App, error) {
 		Metrics: m, Log: log,
 	})
 	a := &App{opts: o, log: log, Metrics: m, Provider: provider, Handler: h}
+	log.Info("configuration",
+		zap.String("issuer", o.IssuerURL), zap.String("discovery", o.DiscoveryURL), zap.String("clientId", o.ClientID),
+		zap.Strings("audiences", o.EffectiveAudiences()), zap.Strings("allowedRoles", o.AllowedRoles),
+		zap.Strings("allowedGroups", o.AllowedGroups), zap.Strings("allowedEmailDomains", o.AllowedEmailDomains),
+		zap.Int("skipRules", len(o.SkipAuth)), zap.Int("proxies", len(o.Proxies)), zap.Int("probes", len(o.Probes)),
+		zap.Bool("cookieSecure", o.CookieSecure), zap.Bool("passAccessToken", o.PassAccessToken))
 	for _, p := range o.Proxies {
 		rp := proxy.NewReverseProxy(p.Upstream, o.UpstreamTimeout, log)
 		a.servers = append(a.servers, newServer("proxy", p.Listen, h.Protect(rp)))
