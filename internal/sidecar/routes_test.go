@@ -317,13 +317,15 @@ func TestProbePassThrough(t *testing.T) {
 		}
 	}))
 	defer app.Close()
+	tlsApp := httptest.NewTLSServer(app.Config.Handler)
+	defer tlsApp.Close()
 	grpcOK := startGRPCHealth(t, 1)
 	grpcBad := startGRPCHealth(t, 2)
 	closed, _ := net.Listen("tcp", "127.0.0.1:0")
 	closedAddr := closed.Addr().String()
 	closed.Close()
 	probes := []string{
-		"live=" + app.URL + "/healthz", "broken=" + app.URL + "/fail",
+		"live=" + app.URL + "/healthz", "broken=" + app.URL + "/fail", "live-tls=" + tlsApp.URL + "/healthz",
 		"tcp-ok=tcp://" + strings.TrimPrefix(app.URL, "http://"), "tcp-closed=tcp://" + closedAddr,
 		"grpc-ok=grpc://" + grpcOK + "?service=x", "grpc-not-serving=grpc://" + grpcBad,
 	}
@@ -336,7 +338,7 @@ func TestProbePassThrough(t *testing.T) {
 			o.Probes = append(o.Probes, pr)
 		}
 	}})
-	for name, want := range map[string]int{"live": 204, "broken": 500, "tcp-ok": 200, "tcp-closed": 503,
+	for name, want := range map[string]int{"live": 204, "live-tls": 204, "broken": 500, "tcp-ok": 200, "tcp-closed": 503,
 		"grpc-ok": 200, "grpc-not-serving": 503, "unknown": 404} {
 		resp, body := do(t, nil, "GET", e.adminURL+"/probe/"+name, map[string]string{"X-Probe": "yes", "User-Agent": "kube-probe/1.34"})
 		if resp.StatusCode != want {
