@@ -62,11 +62,29 @@ func foldEqual(name, lowerDash string) bool {
 
 // stripSpoofable deletes every client-sent copy of the identity headers. It runs on every route,
 // skipped ones included: an app behind a skip rule may still read X-Forwarded-User.
+//
+// It also drops identity header names from Connection: a reverse proxy deletes the headers a
+// client lists there as hop-by-hop, which would let "Connection: X-Auth-Request-User" remove the
+// identity the proxy sets (the app would then see an anonymous request from an authenticated user).
 func stripSpoofable(h http.Header) {
 	for k := range h {
 		if isSpoofable(k) {
 			delete(h, k)
 		}
+	}
+	conn := h["Connection"]
+	for i, v := range conn {
+		if !strings.Contains(v, ",") && !isSpoofable(strings.TrimSpace(v)) && !strings.EqualFold(strings.TrimSpace(v), "Authorization") {
+			continue
+		}
+		var keep []string
+		for tok := range strings.SplitSeq(v, ",") {
+			tok = strings.TrimSpace(tok)
+			if tok != "" && !isSpoofable(tok) && !strings.EqualFold(tok, "Authorization") {
+				keep = append(keep, tok)
+			}
+		}
+		conn[i] = strings.Join(keep, ", ")
 	}
 }
 

@@ -92,6 +92,16 @@ func TestHeaderSpoofingStripped(t *testing.T) {
 	if e.last().Header.Get("X-Forwarded-User") != "alice" {
 		t.Errorf("X-Forwarded-User = %q", e.last().Header.Get("X-Forwarded-User"))
 	}
+	// Listing identity headers as hop-by-hop must not make the proxy drop the ones it sets.
+	hdr["Connection"] = "keep-alive, X-Auth-Request-User, x-forwarded-user,X-Auth-Request-Groups, Authorization"
+	if code := rawRequest(t, addr, "GET", "/private", hdr); code != 200 {
+		t.Fatalf("hop-by-hop abuse: %d", code)
+	}
+	for _, h := range []string{"X-Auth-Request-User", "X-Forwarded-User", "X-Auth-Request-Groups"} {
+		if e.last().Header.Get(h) == "" {
+			t.Errorf("Connection-listed %s was dropped before the app", h)
+		}
+	}
 	// Forward-auth answers with the real identity only.
 	resp, _ := do(t, nil, "GET", e.faURL+"/oauth2/auth", hdr)
 	if resp.StatusCode != 202 || resp.Header.Get("X-Auth-Request-User") != "alice" || resp.Header.Get("X-Auth-Request-Access-Token") != "" {
