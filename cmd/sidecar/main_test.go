@@ -7,7 +7,11 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -118,5 +122,56 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	if code := <-done; code != 0 {
 		t.Errorf("exit %d: %s", code, stderr.String())
+	}
+}
+
+// TestBinarySIGTERM builds the real binary, starts it and sends SIGTERM: it must exit 0, and an
+// invalid configuration must exit 2 listing the problems.
+func TestBinarySIGTERM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := filepath.Join(t.TempDir(), "sidecar")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "--issuer-url=nope").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "--client-id:") || !strings.Contains(string(out), "--issuer-url:") {
+		t.Fatalf("invalid config: %v\n%s", err, out)
+	}
+	idp := oidctest.Start(oidctest.Config{ClientSecret: "x"})
+	defer idp.Close()
+	adminAddr := freeAddr(t)
+	cmd := exec.Command(bin, "--issuer-url="+idp.Issuer(), "--client-id=app", "--forward-auth-addr="+freeAddr(t),
+		"--admin-addr="+adminAddr, "--log-format=console")
+	cmd.Env = append(os.Environ(), "PODGATE_COOKIE_SECRET=0123456789abcdef")
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		resp, err := http.Get("http://" + adminAddr + "/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			_ = cmd.Process.Kill()
+			t.Fatalf("never ready:\n%s", logs.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, logs.String())
+	}
+	if !strings.Contains(logs.String(), "shutting down") {
+		t.Errorf("no shutdown log:\n%s", logs.String())
 	}
 }
