@@ -57,6 +57,21 @@ func TestHelp(t *testing.T) {
 	}
 }
 
+// waitReady polls /ready for up to 10 s; the bound only limits how long a broken test hangs.
+func waitReady(adminAddr string) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get("http://" + adminAddr + "/ready"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return true
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
+
 func freeAddr(t *testing.T) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -88,19 +103,8 @@ func TestGracefulShutdown(t *testing.T) {
 			"--admin-addr=" + adminAddr, "--shutdown-grace-period=5s", "--log-level=error"},
 			func(k string) (string, bool) { v, ok := env[k]; return v, ok }, io.Discard, &stderr)
 	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get("http://" + adminAddr + "/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("never ready: %s", stderr.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !waitReady(adminAddr) {
+		t.Fatalf("never ready: %s", stderr.String())
 	}
 	result := make(chan string)
 	go func() {
@@ -150,20 +154,9 @@ func TestBinarySIGTERM(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		resp, err := http.Get("http://" + adminAddr + "/ready")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			_ = cmd.Process.Kill()
-			t.Fatalf("never ready:\n%s", logs.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	if !waitReady(adminAddr) {
+		_ = cmd.Process.Kill()
+		t.Fatalf("never ready:\n%s", logs.String())
 	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
