@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -219,4 +220,15 @@ func cookieHeaderHas(r *http.Request, prefix string) bool {
 // logged reports whether a log entry with message msg was written.
 func (e *env) logged(msg string) bool {
 	return len(e.logs.FilterMessage(msg).All()) > 0
+}
+
+// dial opens a raw TCP connection with a deadline bounding how long a broken test can hang.
+func dial(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	return conn
 }

@@ -40,12 +40,8 @@ var spoofHeaders = map[string]string{
 // some of the spellings attackers use).
 func rawRequest(t *testing.T, addr, method, target string, hdr map[string]string) int {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dial(t, addr)
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	req := method + " " + target + " HTTP/1.1\r\nHost: " + addr + "\r\nConnection: close\r\n"
 	for k, v := range hdr {
 		req += k + ": " + v + "\r\n"

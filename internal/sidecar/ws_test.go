@@ -6,11 +6,9 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
-	"time"
 )
 
 // A minimal RFC 6455 implementation for the tests: enough for a real handshake and one echoed
@@ -92,12 +90,8 @@ func serveEcho(w http.ResponseWriter, r *http.Request) {
 // wsEcho dials addr, upgrades /ws with extra headers, sends msg and returns the reply.
 func wsEcho(t *testing.T, addr string, hdr map[string]string, msg string) (string, int) {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
-	if err != nil {
-		t.Fatal(err)
-	}
+	conn := dial(t, addr)
 	defer conn.Close()
-	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
 	key := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef"))
 	req := "GET /ws HTTP/1.1\r\nHost: " + addr + "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key + "\r\nOrigin: http://" + addr + "\r\n"
 	for k, v := range hdr {
