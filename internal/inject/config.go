@@ -7,6 +7,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
+	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
 	"github.com/podgate/podgate/internal/version"
@@ -80,8 +81,17 @@ func DefaultConfig() Config {
 // ignored would leave a default in place that the operator thinks they changed.
 func ParseConfig(data []byte) (Config, error) {
 	c := DefaultConfig()
-	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+	j, err := yaml.YAMLToJSON(data)
+	if err != nil {
 		return c, fmt.Errorf("injector config: %w", err)
+	}
+	// sigs.k8s.io/json is case-sensitive, unlike encoding/json: "issuerUrl" is an error too.
+	strict, err := kjson.UnmarshalStrict(j, &c)
+	if err != nil {
+		return c, fmt.Errorf("injector config: %w", err)
+	}
+	if len(strict) > 0 {
+		return c, fmt.Errorf("injector config: %w", errors.Join(strict...))
 	}
 	return c, c.Validate()
 }
