@@ -91,7 +91,12 @@ func TestSkipReasons(t *testing.T) {
 		want SkipReason
 	}{
 		{"no opt-in", func() *corev1.Pod { p := validPod(); p.Annotations = nil; return p }(), enabledNS(nil), SkipNotOptedIn},
-		{"label false", func() *corev1.Pod { p := validPod(); p.Annotations = nil; p.Labels = map[string]string{LabelInject: "false"}; return p }(), enabledNS(nil), SkipNotOptedIn},
+		{"label false", func() *corev1.Pod {
+			p := validPod()
+			p.Annotations = nil
+			p.Labels = map[string]string{LabelInject: "false"}
+			return p
+		}(), enabledNS(nil), SkipNotOptedIn},
 		{"opted out", func() *corev1.Pod { p := validPod(); p.Annotations[AnnotationInject] = "false"; return p }(), enabledNS(nil), SkipOptedOut},
 		{"already injected", injected, enabledNS(nil), SkipAlreadyInjected},
 		{"sidecar without status", sidecarNoStatus, enabledNS(nil), SkipAlreadyInjected},
