@@ -190,6 +190,10 @@ type Probe struct {
 
 func (p Probe) String() string { return p.Name + "=" + p.Target.String() }
 
+// cookieNameRE is compiled once: Validate runs for every injected pod, and compiling it there
+// dominated the injector's cost per pod.
+var cookieNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
 var probeNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // ParseProbe parses "NAME=URL". The target must be on loopback: the pass-through is
@@ -334,7 +338,7 @@ func (o *Options) validate(checkSecrets bool) error {
 			bad(FlagCookieSecret, "%v", err)
 		}
 	}
-	if !regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`).MatchString(o.CookieName) {
+	if !cookieNameRE.MatchString(o.CookieName) {
 		bad(FlagCookieName, "%q must be 1-64 letters, digits, '_' or '-'", o.CookieName)
 	}
 	if o.CookieExpire < time.Minute {
