@@ -90,8 +90,8 @@ func Ensure(o Options) (bool, error) {
 	}
 	for _, f := range []struct {
 		name, typ string
-		der      []byte
-		mode     os.FileMode
+		der       []byte
+		mode      os.FileMode
 	}{
 		{CAFile, "CERTIFICATE", caDER, 0o644},
 		{CAKey, "EC PRIVATE KEY", mustEC(caKey), 0o600},
