@@ -337,6 +337,7 @@ func (in *injection) takeOverPorts() {
 		}
 		if appName != "" {
 			in.byName[r.c][name] = p.ContainerPort
+			renameHookPorts(c, name, appName)
 		}
 		in.byNumber[p.ContainerPort] = p.ContainerPort
 		in.sidecarPort = append(in.sidecarPort, corev1.ContainerPort{Name: name, ContainerPort: proxyPort, Protocol: corev1.ProtocolTCP})
@@ -348,6 +349,24 @@ func (in *injection) takeOverPorts() {
 		}
 		in.proxies = append(in.proxies, px)
 		in.ports = append(in.ports, PortStatus{Container: c.Name, Name: name, AppName: appName, AppPort: p.ContainerPort, ProxyPort: proxyPort})
+	}
+}
+
+// renameHookPorts follows the rename in the container's lifecycle hooks: a preStop or postStart
+// that named the port would otherwise point at a name the container no longer has. Hooks run
+// inside the pod, so they keep reaching the app directly.
+func renameHookPorts(c *corev1.Container, from, to string) {
+	if c.Lifecycle == nil {
+		return
+	}
+	for _, h := range []*corev1.LifecycleHandler{c.Lifecycle.PostStart, c.Lifecycle.PreStop} {
+		switch {
+		case h == nil:
+		case h.HTTPGet != nil && h.HTTPGet.Port.Type == intstr.String && h.HTTPGet.Port.StrVal == from:
+			h.HTTPGet.Port = intstr.FromString(to)
+		case h.TCPSocket != nil && h.TCPSocket.Port.Type == intstr.String && h.TCPSocket.Port.StrVal == from:
+			h.TCPSocket.Port = intstr.FromString(to)
+		}
 	}
 }
 

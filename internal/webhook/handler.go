@@ -92,7 +92,7 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	case ResultInjected:
 		log.Info("pod injected")
 	case ResultSkipped:
-		log.Debug("pod skipped", zap.String("reason", reason))
+		log.Info("pod skipped", zap.String("reason", reason))
 	case ResultDenied:
 		log.Info("pod denied", zap.String("reason", reason), zap.String("message", resp.Result.Message))
 	default:
