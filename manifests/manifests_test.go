@@ -19,8 +19,8 @@ import (
 	"github.com/podgate/podgate/internal/devcerts"
 )
 
-// render builds dir (relative to a scratch copy of this directory, so the dev certificates the
-// test generates never touch the work tree).
+// render builds dir, relative to root: a scratch copy of this directory, so the dev certificates
+// the test generates never touch the work tree.
 func render(t *testing.T, root, dir string) resmap.ResMap {
 	t.Helper()
 	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
@@ -41,7 +41,7 @@ func scratchCopy(t *testing.T) string {
 		if info.IsDir() {
 			return os.MkdirAll(filepath.Join(root, p), 0o755)
 		}
-		if !strings.HasSuffix(p, ".yaml") {
+		if strings.HasSuffix(p, ".go") {
 			return nil
 		}
 		b, err := os.ReadFile(p)
