@@ -106,6 +106,8 @@ type ProbeStatus struct {
 type Report struct {
 	Skipped SkipReason
 	Status  *Status
+	// Warnings are shown to the user (kubectl prints admission warnings) without denying the pod.
+	Warnings []string
 }
 
 // Decide is the cheap first step of Inject: does this pod want the sidecar at all? The webhook
@@ -189,7 +191,7 @@ func Inject(pod *corev1.Pod, ns *corev1.Namespace, cfg *Config) (*corev1.Pod, *R
 		out.Annotations = map[string]string{}
 	}
 	out.Annotations[AnnotationStatus] = string(b)
-	return out, &Report{Status: st}, nil
+	return out, &Report{Status: st, Warnings: in.warnings}, nil
 }
 
 // injection is the work state of one Inject call.
@@ -211,6 +213,7 @@ type injection struct {
 	ports       []PortStatus
 	probeStatus []ProbeStatus
 	sidecarPort []corev1.ContainerPort
+	warnings    []string
 }
 
 func newInjection(pod *corev1.Pod, s *settings, cfg *Config, ps *problems) *injection {
@@ -328,6 +331,8 @@ func (in *injection) takeOverPorts() {
 		name, appName := p.Name, ""
 		if name == "" {
 			name = in.uniqueName("http-" + strconv.Itoa(int(p.ContainerPort)))
+			in.warnings = append(in.warnings, fmt.Sprintf("podgate: container %q port %d had no name; the sidecar took it over as %q: "+
+				"Services must use targetPort: %s, a numeric targetPort %d reaches the app without authentication", c.Name, p.ContainerPort, name, name, p.ContainerPort))
 		} else {
 			appName = in.uniqueName("app-" + name)
 			p.Name = appName

@@ -155,5 +155,5 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, log **zap.L
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err), ResultError, "encode"
 	}
-	return admission.PatchResponseFromRaw(before, after), ResultInjected, ""
+	return admission.PatchResponseFromRaw(before, after).WithWarnings(rep.Warnings...), ResultInjected, ""
 }

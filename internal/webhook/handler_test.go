@@ -136,7 +136,14 @@ func TestInjectsOverHTTP(t *testing.T) {
 		}
 		pod = typicalPod("")
 	}
-	if n := testutil.ToFloat64(m.Admissions.WithLabelValues(ResultInjected, "")); n != 2 {
+	unnamed := typicalPod("")
+	unnamed.Spec.Containers[0].Ports[0].Name = ""
+	unnamed.Spec.Containers[0].ReadinessProbe = nil
+	r := post(t, srv, review(admissionv1.Create, "Pod", mustJSON(unnamed), false))
+	if !r.Allowed || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "targetPort: http-8080") {
+		t.Fatalf("no warning about the unnamed port: %+v", r.Warnings)
+	}
+	if n := testutil.ToFloat64(m.Admissions.WithLabelValues(ResultInjected, "")); n != 3 {
 		t.Fatalf("injected counter = %v", n)
 	}
 }
