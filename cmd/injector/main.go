@@ -96,7 +96,7 @@ func injectCmd(args []string, stdin io.Reader, stdout io.Writer) error {
 		defer f.Close()
 		in = f
 	}
-	return inject.Manifests(in, stdout, &cfg)
+	return inject.Manifests(in, stdout, os.Stderr, &cfg)
 }
 
 func serve(args []string) error {

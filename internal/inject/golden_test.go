@@ -56,7 +56,7 @@ func TestGolden(t *testing.T) {
 				t.Fatal(err)
 			}
 			var out bytes.Buffer
-			err = Manifests(bytes.NewReader(src), &out, cfg)
+			err = Manifests(bytes.NewReader(src), &out, nil, cfg)
 			got, want, other := out.Bytes(), base+injectedSuffix, base+errorSuffix
 			if err != nil {
 				got, want, other = []byte(err.Error()+"\n"), base+errorSuffix, base+injectedSuffix
@@ -104,10 +104,10 @@ func TestIdempotent(t *testing.T) {
 			t.Fatal(err)
 		}
 		var once, twice bytes.Buffer
-		if err := Manifests(bytes.NewReader(src), &once, cfg); err != nil {
+		if err := Manifests(bytes.NewReader(src), &once, nil, cfg); err != nil {
 			continue // denied inputs have no injected form
 		}
-		if err := Manifests(bytes.NewReader(once.Bytes()), &twice, cfg); err != nil {
+		if err := Manifests(bytes.NewReader(once.Bytes()), &twice, nil, cfg); err != nil {
 			t.Errorf("%s: second pass failed: %v", in, err)
 			continue
 		}

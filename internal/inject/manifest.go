@@ -20,7 +20,8 @@ import (
 // and writes the stream back, like `istioctl kube-inject`. Documents that are not pods or pod
 // workloads, and pods that are skipped, are copied byte for byte. Every failing object is
 // reported (by kind and name) in the returned error; the output still holds all documents.
-func Manifests(r io.Reader, w io.Writer, cfg *Config) error {
+// Warnings (as the webhook would send them) go to warn, one per line, when it is not nil.
+func Manifests(r io.Reader, w, warn io.Writer, cfg *Config) error {
 	yr := utilyaml.NewYAMLReader(bufio.NewReader(r))
 	var errs []error
 	first := true
@@ -35,7 +36,12 @@ func Manifests(r io.Reader, w io.Writer, cfg *Config) error {
 		if len(bytes.TrimSpace(stripComments(doc))) == 0 {
 			continue
 		}
-		out, err := injectDocument(doc, cfg)
+		out, warnings, err := injectDocument(doc, cfg)
+		for _, wn := range warnings {
+			if warn != nil {
+				fmt.Fprintf(warn, "document %d: %s\n", i, wn)
+			}
+		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("document %d: %w", i, err))
 			out = doc
@@ -71,10 +77,10 @@ func stripComments(doc []byte) []byte {
 }
 
 // injectDocument returns the injected document, or doc itself when nothing changed.
-func injectDocument(doc []byte, cfg *Config) ([]byte, error) {
+func injectDocument(doc []byte, cfg *Config) ([]byte, []string, error) {
 	var tm metav1.TypeMeta
 	if err := yaml.Unmarshal(doc, &tm); err != nil {
-		return nil, fmt.Errorf("not Kubernetes YAML: %w", err)
+		return nil, nil, fmt.Errorf("not Kubernetes YAML: %w", err)
 	}
 	var obj any
 	var meta *metav1.ObjectMeta
@@ -102,10 +108,10 @@ func injectDocument(doc []byte, cfg *Config) ([]byte, error) {
 		d := &batchv1.CronJob{}
 		obj, meta, tmpl = d, &d.ObjectMeta, &d.Spec.JobTemplate.Spec.Template
 	default:
-		return doc, nil
+		return doc, nil, nil
 	}
 	if err := yaml.Unmarshal(doc, obj); err != nil {
-		return nil, fmt.Errorf("%s: %w", tm.Kind, err)
+		return nil, nil, fmt.Errorf("%s: %w", tm.Kind, err)
 	}
 	if p, ok := obj.(*corev1.Pod); ok {
 		tmpl = &corev1.PodTemplateSpec{ObjectMeta: p.ObjectMeta, Spec: p.Spec}
@@ -114,10 +120,10 @@ func injectDocument(doc []byte, cfg *Config) ([]byte, error) {
 	pod.Namespace = meta.Namespace
 	out, rep, err := Inject(pod, nil, cfg)
 	if err != nil {
-		return nil, fmt.Errorf("%s %s: %w", tm.Kind, objectName(meta), err)
+		return nil, nil, fmt.Errorf("%s %s: %w", tm.Kind, objectName(meta), err)
 	}
 	if rep.Skipped != "" {
-		return doc, nil
+		return doc, nil, nil
 	}
 	if p, ok := obj.(*corev1.Pod); ok {
 		p.ObjectMeta, p.Spec = out.ObjectMeta, out.Spec
@@ -125,7 +131,8 @@ func injectDocument(doc []byte, cfg *Config) ([]byte, error) {
 		out.Namespace = ""
 		tmpl.ObjectMeta, tmpl.Spec = out.ObjectMeta, out.Spec
 	}
-	return marshalClean(obj)
+	b, err := marshalClean(obj)
+	return b, rep.Warnings, err
 }
 
 func objectName(m *metav1.ObjectMeta) string {
