@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/spf13/pflag"
 )
@@ -116,17 +117,25 @@ func splitList(v string) []string {
 // Args renders o as the command-line arguments that parse back into it: only options that differ
 // from Defaults, in a stable order, one --flag=value per list element. Secrets are never rendered.
 func (o *Options) Args() []string {
-	cp := *o
-	def := Defaults()
-	fs, dfs := NewFlagSet("render", &cp), NewFlagSet("defaults", &def)
+	// One flag set, bound to a scratch Options, serves every call: pflag values read through
+	// pointers, so copying o into the scratch is enough, and the injector (which renders args for
+	// every pod it mutates) does not rebuild ~30 flags each time.
+	render.Lock()
+	defer render.Unlock()
+	if render.fs == nil {
+		render.fs = NewFlagSet("render", &render.opts)
+	}
+	render.opts = *o
+	defer func() { render.opts = Options{} }()
+	defaults := defaultValues()
 	var args []string
-	fs.VisitAll(func(f *pflag.Flag) {
+	render.fs.VisitAll(func(f *pflag.Flag) {
 		if secretFlags[f.Name] {
 			return
 		}
-		d := dfs.Lookup(f.Name)
+		d := defaults[f.Name]
 		if sv, ok := f.Value.(pflag.SliceValue); ok {
-			got, want := sv.GetSlice(), d.Value.(pflag.SliceValue).GetSlice()
+			got, want := sv.GetSlice(), d.list
 			if !equalStrings(got, want) {
 				for _, s := range got {
 					args = append(args, "--"+f.Name+"="+s)
@@ -134,12 +143,37 @@ func (o *Options) Args() []string {
 			}
 			return
 		}
-		if f.Value.String() != d.Value.String() {
+		if f.Value.String() != d.value {
 			args = append(args, "--"+f.Name+"="+f.Value.String())
 		}
 	})
 	return args
 }
+
+var render struct {
+	sync.Mutex
+	fs   *pflag.FlagSet
+	opts Options
+}
+
+type defaultValue struct {
+	value string
+	list  []string
+}
+
+// defaultValues renders Defaults once: Args runs for every pod the injector mutates.
+var defaultValues = sync.OnceValue(func() map[string]defaultValue {
+	def := Defaults()
+	m := map[string]defaultValue{}
+	NewFlagSet("defaults", &def).VisitAll(func(f *pflag.Flag) {
+		d := defaultValue{value: f.Value.String()}
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			d.list = sv.GetSlice()
+		}
+		m[f.Name] = d
+	})
+	return m
+})
 
 func equalStrings(a, b []string) bool {
 	if len(a) != len(b) {

@@ -185,3 +185,19 @@ func TestDecodeCookieSecret(t *testing.T) {
 		t.Error("short secret accepted")
 	}
 }
+
+func TestValidateWithoutSecretsIgnoresOnlySecrets(t *testing.T) {
+	o := Defaults()
+	o.IssuerURL = "https://kc.example.com/realms/demo"
+	o.ClientID = "app"
+	if err := o.ValidateWithoutSecrets(); err != nil {
+		t.Fatalf("valid options without secrets: %v", err)
+	}
+	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "--"+FlagCookieSecret+":") {
+		t.Fatalf("Validate must still require the cookie secret: %v", err)
+	}
+	o.AllowedRoles = []string{":x"}
+	if err := o.ValidateWithoutSecrets(); err == nil || !strings.Contains(err.Error(), "--"+FlagAllowedRole+":") {
+		t.Fatalf("ValidateWithoutSecrets must check everything else: %v", err)
+	}
+}
