@@ -62,15 +62,24 @@ func NewFlagSet(name string, o *Options) *pflag.FlagSet {
 func Parse(args []string, lookupEnv func(string) (string, bool)) (*Options, error) {
 	o := Defaults()
 	fs := NewFlagSet("sidecar", &o)
-	if err := fs.Parse(args); err != nil {
+	// ParseAll with a setter that records a bad value and carries on, so one run names every
+	// malformed flag, not only the first; only a structural error (an unknown flag) stops it.
+	var errs []error
+	failed := map[string]bool{}
+	if err := fs.ParseAll(args, func(f *pflag.Flag, value string) error {
+		if err := fs.Set(f.Name, value); err != nil {
+			errs = append(errs, fmt.Errorf("--%s: %v", f.Name, unwrapSetError(err)))
+			failed[f.Name] = true
+		}
+		return nil
+	}); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+		errs = append(errs, fmt.Errorf("unexpected arguments: %q", fs.Args()))
 	}
-	var errs []error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed {
+		if f.Changed || failed[f.Name] {
 			return
 		}
 		env := EnvVar(f.Name)
@@ -102,6 +111,15 @@ func Parse(args []string, lookupEnv func(string) (string, bool)) (*Options, erro
 
 // ParseOS is Parse with the process's arguments and environment.
 func ParseOS() (*Options, error) { return Parse(os.Args[1:], os.LookupEnv) }
+
+// unwrapSetError drops pflag's own "invalid argument ... for flag" wrapping, which repeats the
+// flag name and value that the caller's message already carries.
+func unwrapSetError(err error) error {
+	if u := errors.Unwrap(err); u != nil {
+		return u
+	}
+	return err
+}
 
 // splitList splits an environment value holding a list: comma-separated, blanks dropped.
 func splitList(v string) []string {

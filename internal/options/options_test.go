@@ -175,6 +175,20 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
+// TestParseReportsEveryMalformedFlag: values that do not even parse are listed together with the
+// validation problems, so one run of the sidecar names everything to fix.
+func TestParseReportsEveryMalformedFlag(t *testing.T) {
+	_, err := Parse([]string{"--proxy=:4180=ftp://x", "--upstream-timeout=soon", "--skip-auth=nope", "--cookie-secure=maybe"}, noEnv)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{"--proxy:", "--upstream-timeout:", "--skip-auth:", "--cookie-secure:", "--issuer-url: is required", "--client-id: is required"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
 func TestDecodeCookieSecret(t *testing.T) {
 	for _, s := range []string{testCookieSecret, "MDEyMzQ1Njc4OWFiY2RlZg==", "MDEyMzQ1Njc4OWFiY2RlZg", "0123456789abcdef"} {
 		if _, err := DecodeCookieSecret(s); err != nil {
