@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"time"
 
 	"github.com/go-logr/zapr"
@@ -94,6 +95,13 @@ func Run(ctx context.Context, o ServerOptions) error {
 		Metrics:          m,
 	}
 	mgr.GetWebhookServer().Register(Path, &webhook.Admission{Handler: h})
+	gauge, err := NewCertExpiryGauge(metrics.Registry)
+	if err != nil {
+		return err
+	}
+	if err := mgr.Add(&CertExpiry{Path: filepath.Join(o.CertDir, "tls.crt"), Interval: time.Hour, Gauge: gauge, Log: o.Log, Now: time.Now}); err != nil {
+		return err
+	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
 		return err
 	}
