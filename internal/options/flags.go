@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/spf13/pflag"
 )
@@ -61,15 +62,24 @@ func NewFlagSet(name string, o *Options) *pflag.FlagSet {
 func Parse(args []string, lookupEnv func(string) (string, bool)) (*Options, error) {
 	o := Defaults()
 	fs := NewFlagSet("sidecar", &o)
-	if err := fs.Parse(args); err != nil {
+	// ParseAll with a setter that records a bad value and carries on, so one run names every
+	// malformed flag, not only the first; only a structural error (an unknown flag) stops it.
+	var errs []error
+	failed := map[string]bool{}
+	if err := fs.ParseAll(args, func(f *pflag.Flag, value string) error {
+		if err := fs.Set(f.Name, value); err != nil {
+			errs = append(errs, fmt.Errorf("--%s: %v", f.Name, unwrapSetError(err)))
+			failed[f.Name] = true
+		}
+		return nil
+	}); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+		errs = append(errs, fmt.Errorf("unexpected arguments: %q", fs.Args()))
 	}
-	var errs []error
 	fs.VisitAll(func(f *pflag.Flag) {
-		if f.Changed {
+		if f.Changed || failed[f.Name] {
 			return
 		}
 		env := EnvVar(f.Name)
@@ -102,6 +112,15 @@ func Parse(args []string, lookupEnv func(string) (string, bool)) (*Options, erro
 // ParseOS is Parse with the process's arguments and environment.
 func ParseOS() (*Options, error) { return Parse(os.Args[1:], os.LookupEnv) }
 
+// unwrapSetError drops pflag's own "invalid argument ... for flag" wrapping, which repeats the
+// flag name and value that the caller's message already carries.
+func unwrapSetError(err error) error {
+	if u := errors.Unwrap(err); u != nil {
+		return u
+	}
+	return err
+}
+
 // splitList splits an environment value holding a list: comma-separated, blanks dropped.
 func splitList(v string) []string {
 	var out []string
@@ -116,17 +135,25 @@ func splitList(v string) []string {
 // Args renders o as the command-line arguments that parse back into it: only options that differ
 // from Defaults, in a stable order, one --flag=value per list element. Secrets are never rendered.
 func (o *Options) Args() []string {
-	cp := *o
-	def := Defaults()
-	fs, dfs := NewFlagSet("render", &cp), NewFlagSet("defaults", &def)
+	// One flag set, bound to a scratch Options, serves every call: pflag values read through
+	// pointers, so copying o into the scratch is enough, and the injector (which renders args for
+	// every pod it mutates) does not rebuild ~30 flags each time.
+	render.Lock()
+	defer render.Unlock()
+	if render.fs == nil {
+		render.fs = NewFlagSet("render", &render.opts)
+	}
+	render.opts = *o
+	defer func() { render.opts = Options{} }()
+	defaults := defaultValues()
 	var args []string
-	fs.VisitAll(func(f *pflag.Flag) {
+	render.fs.VisitAll(func(f *pflag.Flag) {
 		if secretFlags[f.Name] {
 			return
 		}
-		d := dfs.Lookup(f.Name)
+		d := defaults[f.Name]
 		if sv, ok := f.Value.(pflag.SliceValue); ok {
-			got, want := sv.GetSlice(), d.Value.(pflag.SliceValue).GetSlice()
+			got, want := sv.GetSlice(), d.list
 			if !equalStrings(got, want) {
 				for _, s := range got {
 					args = append(args, "--"+f.Name+"="+s)
@@ -134,12 +161,37 @@ func (o *Options) Args() []string {
 			}
 			return
 		}
-		if f.Value.String() != d.Value.String() {
+		if f.Value.String() != d.value {
 			args = append(args, "--"+f.Name+"="+f.Value.String())
 		}
 	})
 	return args
 }
+
+var render struct {
+	sync.Mutex
+	fs   *pflag.FlagSet
+	opts Options
+}
+
+type defaultValue struct {
+	value string
+	list  []string
+}
+
+// defaultValues renders Defaults once: Args runs for every pod the injector mutates.
+var defaultValues = sync.OnceValue(func() map[string]defaultValue {
+	def := Defaults()
+	m := map[string]defaultValue{}
+	NewFlagSet("defaults", &def).VisitAll(func(f *pflag.Flag) {
+		d := defaultValue{value: f.Value.String()}
+		if sv, ok := f.Value.(pflag.SliceValue); ok {
+			d.list = sv.GetSlice()
+		}
+		m[f.Name] = d
+	})
+	return m
+})
 
 func equalStrings(a, b []string) bool {
 	if len(a) != len(b) {

@@ -190,6 +190,10 @@ type Probe struct {
 
 func (p Probe) String() string { return p.Name + "=" + p.Target.String() }
 
+// cookieNameRE is compiled once: Validate runs for every injected pod, and compiling it there
+// dominated the injector's cost per pod.
+var cookieNameRE = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
 var probeNameRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
 
 // ParseProbe parses "NAME=URL". The target must be on loopback: the pass-through is
@@ -302,7 +306,14 @@ func checkListenAddr(a string) error {
 
 // Validate reports every problem at once, each naming its flag, so a bad configuration is fixed in
 // one round. It expects secrets already loaded (see LoadSecretFiles).
-func (o *Options) Validate() error {
+func (o *Options) Validate() error { return o.validate(true) }
+
+// ValidateWithoutSecrets is Validate minus the secret checks. The injector uses it on the options it
+// renders into a pod: the secrets reach the sidecar as environment variables from a Secret the
+// injector never reads, so only the sidecar itself can check them.
+func (o *Options) ValidateWithoutSecrets() error { return o.validate(false) }
+
+func (o *Options) validate(checkSecrets bool) error {
 	var errs []error
 	bad := func(flag, format string, a ...any) {
 		errs = append(errs, fmt.Errorf("--%s: %s", flag, fmt.Sprintf(format, a...)))
@@ -320,12 +331,14 @@ func (o *Options) Validate() error {
 	if o.ClientID == "" {
 		bad(FlagClientID, "is required")
 	}
-	if o.CookieSecret == "" {
-		bad(FlagCookieSecret, "is required (or --%s, or %s%s)", FlagCookieSecretFile, EnvPrefix, envName(FlagCookieSecret))
-	} else if _, err := DecodeCookieSecret(o.CookieSecret); err != nil {
-		bad(FlagCookieSecret, "%v", err)
+	if checkSecrets {
+		if o.CookieSecret == "" {
+			bad(FlagCookieSecret, "is required (or --%s, or %s%s)", FlagCookieSecretFile, EnvPrefix, envName(FlagCookieSecret))
+		} else if _, err := DecodeCookieSecret(o.CookieSecret); err != nil {
+			bad(FlagCookieSecret, "%v", err)
+		}
 	}
-	if !regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`).MatchString(o.CookieName) {
+	if !cookieNameRE.MatchString(o.CookieName) {
 		bad(FlagCookieName, "%q must be 1-64 letters, digits, '_' or '-'", o.CookieName)
 	}
 	if o.CookieExpire < time.Minute {

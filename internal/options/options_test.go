@@ -175,6 +175,20 @@ func TestParseErrors(t *testing.T) {
 	}
 }
 
+// TestParseReportsEveryMalformedFlag: values that do not even parse are listed together with the
+// validation problems, so one run of the sidecar names everything to fix.
+func TestParseReportsEveryMalformedFlag(t *testing.T) {
+	_, err := Parse([]string{"--proxy=:4180=ftp://x", "--upstream-timeout=soon", "--skip-auth=nope", "--cookie-secure=maybe"}, noEnv)
+	if err == nil {
+		t.Fatal("accepted")
+	}
+	for _, want := range []string{"--proxy:", "--upstream-timeout:", "--skip-auth:", "--cookie-secure:", "--issuer-url: is required", "--client-id: is required"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+}
+
 func TestDecodeCookieSecret(t *testing.T) {
 	for _, s := range []string{testCookieSecret, "MDEyMzQ1Njc4OWFiY2RlZg==", "MDEyMzQ1Njc4OWFiY2RlZg", "0123456789abcdef"} {
 		if _, err := DecodeCookieSecret(s); err != nil {
@@ -183,5 +197,21 @@ func TestDecodeCookieSecret(t *testing.T) {
 	}
 	if _, err := DecodeCookieSecret("tooshort"); err == nil {
 		t.Error("short secret accepted")
+	}
+}
+
+func TestValidateWithoutSecretsIgnoresOnlySecrets(t *testing.T) {
+	o := Defaults()
+	o.IssuerURL = "https://kc.example.com/realms/demo"
+	o.ClientID = "app"
+	if err := o.ValidateWithoutSecrets(); err != nil {
+		t.Fatalf("valid options without secrets: %v", err)
+	}
+	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "--"+FlagCookieSecret+":") {
+		t.Fatalf("Validate must still require the cookie secret: %v", err)
+	}
+	o.AllowedRoles = []string{":x"}
+	if err := o.ValidateWithoutSecrets(); err == nil || !strings.Contains(err.Error(), "--"+FlagAllowedRole+":") {
+		t.Fatalf("ValidateWithoutSecrets must check everything else: %v", err)
 	}
 }

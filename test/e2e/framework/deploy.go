@@ -9,6 +9,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/podgate/podgate/internal/devcerts"
 )
 
 // DeployInjector deploys the injector from manifests/overlays/e2e, as a user would with
@@ -18,9 +20,13 @@ func (s *Stack) DeployInjector(ctx context.Context) error {
 	if _, err := os.Stat(filepath.Join(overlay, "kustomization.yaml")); err != nil {
 		return ErrNoManifests
 	}
-	// The e2e overlay builds on the dev overlay, which reads the webhook's TLS files from here.
-	if err := WebhookCerts(filepath.Join(s.Root, "manifests", "overlays", "dev", "certs"), InjectorService, InjectorNamespace); err != nil {
-		return err
+	// The e2e overlay builds on the dev overlay, which reads the webhook's TLS files from there:
+	// the same development CA `make certs` makes (kept when still valid).
+	if _, err := devcerts.Ensure(devcerts.Options{
+		Dir: filepath.Join(s.Root, "manifests", "overlays", "dev", "certs"), Service: InjectorService,
+		Namespace: InjectorNamespace, Validity: 30 * 24 * time.Hour, RenewBefore: 24 * time.Hour,
+	}); err != nil {
+		return fmt.Errorf("webhook certificates: %w", err)
 	}
 	if _, err := s.Kube.Run(ctx, "", "apply", "-k", overlay); err != nil {
 		return err

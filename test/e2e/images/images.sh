@@ -67,7 +67,8 @@ build() {
 	[[ -e $cache_file ]] && had_file=1
 	local pkgs=() name pkg dockerfile
 	while IFS='|' read -r name pkg dockerfile; do [[ -d $REPO/${pkg#./} ]] && pkgs+=("$pkg"); done <<<"$IMAGES"
-	(cd "$REPO" && CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN/" "${pkgs[@]}")
+	(cd "$REPO" && CGO_ENABLED=0 go build -trimpath -o "$BIN/" \
+		-ldflags "-s -w -X github.com/podgate/podgate/internal/version.Version=$IMAGE_TAG" "${pkgs[@]}")
 	each_image build_one
 	((had_file)) || rm -f "$cache_file"
 	for d in "${created[@]}"; do rmdir "$d" 2>/dev/null || true; done

@@ -1,0 +1,93 @@
+# podgate — `make help` lists the targets. Every binary under cmd/ is built the same way, so a new
+# cmd/<name> needs no Makefile change; every Dockerfile.<name> becomes image <REGISTRY>/<name>.
+
+SHELL        := /bin/bash
+GO           ?= go
+VERSION      ?= dev
+REGISTRY     ?= ghcr.io/podgate
+# Base image of every Dockerfile.*: distroless static nonroot by default; BASE=scratch builds
+# without pulling anything (the binaries are static and the Dockerfiles set USER 65532:65532).
+BASE         ?=
+# buildah when installed, else docker.
+CONTAINER_TOOL ?= $(shell command -v buildah >/dev/null 2>&1 && echo buildah || echo docker)
+BENCH        ?= .
+BENCHTIME    ?= 1s
+FUZZTIME     ?= 30s
+
+CMDS       := $(notdir $(patsubst %/,%,$(wildcard cmd/*/)))
+BINARIES   := $(addprefix bin/,$(CMDS))
+DOCKERFILES := $(wildcard Dockerfile.*)
+IMAGES     := $(patsubst Dockerfile.%,%,$(DOCKERFILES))
+LDFLAGS    := -s -w -X github.com/podgate/podgate/internal/version.Version=$(VERSION)
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.\/-]+:.*## / {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: build
+build: $(BINARIES) ## Build every cmd/* as a static binary in bin/<name>
+
+bin/%: FORCE
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $@ ./cmd/$*
+
+.PHONY: FORCE
+FORCE:
+
+.PHONY: test
+test: ## Run every test (with the race detector where it is cheap)
+	$(GO) test ./...
+	$(GO) test -race ./internal/...
+
+.PHONY: lint
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+.PHONY: bench
+bench: ## Run the benchmarks (BENCH=regexp, BENCHTIME=1s)
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem ./...
+
+.PHONY: bench-compare
+bench-compare: ## Side by side with oauth2-proxy under wrk (needs wrk and OAUTH2_PROXY=/path/to/oauth2-proxy)
+	hack/bench/compare.sh
+
+.PHONY: fuzz
+fuzz: ## Fuzz the webhook handler for FUZZTIME (default 30s)
+	$(GO) test ./internal/webhook -run '^$$' -fuzz FuzzHandler -fuzztime $(FUZZTIME) -parallel 1
+
+.PHONY: certs
+certs: ## Dev CA + webhook serving certificate in certs/, copied to manifests/overlays/dev/certs/
+	$(GO) run ./certs -dir certs -copy-to manifests/overlays/dev/certs
+
+.PHONY: manifests
+manifests: ## Render the dev overlay (needs make certs) to stdout
+	kubectl kustomize manifests/overlays/dev
+
+.PHONY: images
+images: build ## Build every Dockerfile.<name> as REGISTRY/<name>:VERSION (BASE=scratch pulls nothing)
+	@set -e; for name in $(IMAGES); do \
+		echo "building $(REGISTRY)/$$name:$(VERSION) with $(CONTAINER_TOOL)"; \
+		if [ "$(CONTAINER_TOOL)" = buildah ]; then \
+			buildah bud $(if $(BASE),--build-arg BASE=$(BASE)) -f Dockerfile.$$name -t $(REGISTRY)/$$name:$(VERSION) . ; \
+		else \
+			$(CONTAINER_TOOL) build $(if $(BASE),--build-arg BASE=$(BASE)) -f Dockerfile.$$name -t $(REGISTRY)/$$name:$(VERSION) . ; \
+		fi; \
+	done
+
+.PHONY: e2e
+e2e: ## End to end, as root: install, build, start a cluster and Keycloak, test, tear down (docs/e2e.md)
+	bash test/e2e/run.sh test
+
+.PHONY: demo
+demo: ## The e2e stack plus a demo app, left running: prints the URL, a user, the KUBECONFIG
+	bash test/e2e/run.sh demo
+
+.PHONY: demo-down
+demo-down: ## Tear down the demo (or whatever an interrupted make e2e left)
+	bash test/e2e/run.sh down
+
+.PHONY: clean
+clean: ## Remove bin/
+	rm -rf bin/

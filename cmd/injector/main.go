@@ -1,0 +1,130 @@
+// Command injector is podgate's mutating admission webhook, and its offline twin:
+//
+//	injector [serve] [flags]        run the webhook server (in-cluster)
+//	injector inject -f FILE|-       inject opted-in pods in Kubernetes YAML and print it
+//	injector annotations            print the annotation reference table (Markdown)
+//	injector version
+//
+// Flags and wiring only; the logic lives in internal/inject and internal/webhook.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/pflag"
+	ctrl "sigs.k8s.io/controller-runtime"
+
+	"github.com/podgate/podgate/internal/inject"
+	"github.com/podgate/podgate/internal/logging"
+	"github.com/podgate/podgate/internal/version"
+	"github.com/podgate/podgate/internal/webhook"
+)
+
+func main() {
+	if err := run(os.Args[1:], os.Stdin, os.Stdout); err != nil {
+		if !errors.Is(err, pflag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "injector:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+func run(args []string, stdin io.Reader, stdout io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(args)
+	case "inject":
+		return injectCmd(args, stdin, stdout)
+	case "annotations":
+		_, err := io.WriteString(stdout, inject.MarkdownTable())
+		return err
+	case "version":
+		_, err := fmt.Fprintln(stdout, version.Version)
+		return err
+	}
+	return fmt.Errorf("unknown command %q (serve, inject, annotations, version)", cmd)
+}
+
+// configFlags are shared by serve and inject: both inject with the same configuration.
+func configFlags(fs *pflag.FlagSet) (path, image *string) {
+	path = fs.String("config", "", "injector configuration YAML (see README); defaults apply to absent keys")
+	image = fs.String("sidecar-image", "", "sidecar image, overriding the configuration file")
+	return path, image
+}
+
+func loadConfig(path, image string) (inject.Config, error) {
+	cfg, err := inject.LoadConfig(path)
+	if err != nil {
+		return cfg, err
+	}
+	if image != "" {
+		cfg.Image = image
+	}
+	return cfg, cfg.Validate()
+}
+
+func injectCmd(args []string, stdin io.Reader, stdout io.Writer) error {
+	fs := pflag.NewFlagSet("inject", pflag.ContinueOnError)
+	file := fs.StringP("filename", "f", "", "YAML file to inject, or - for standard input")
+	path, image := configFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *file == "" {
+		return errors.New("inject: -f FILE (or -f - for standard input) is required")
+	}
+	cfg, err := loadConfig(*path, *image)
+	if err != nil {
+		return err
+	}
+	in := stdin
+	if *file != "-" {
+		f, err := os.Open(*file)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		in = f
+	}
+	return inject.Manifests(in, stdout, os.Stderr, &cfg)
+}
+
+func serve(args []string) error {
+	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
+	o := webhook.ServerOptions{}
+	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "HTTPS port of "+webhook.Path)
+	fs.StringVar(&o.CertDir, "cert-dir", "/tls", "directory holding tls.crt and tls.key (reloaded on change)")
+	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":8080", "Prometheus /metrics address (0 disables)")
+	fs.StringVar(&o.HealthAddr, "health-addr", ":8081", "/healthz and /readyz address")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	logFormat := fs.String("log-format", "json", "json or console")
+	path, image := configFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig(*path, *image)
+	if err != nil {
+		return err
+	}
+	o.Config = cfg
+	if o.Log, err = logging.New(*logLevel, *logFormat); err != nil {
+		return err
+	}
+	defer func() { _ = o.Log.Sync() }()
+	if o.Rest, err = ctrl.GetConfig(); err != nil {
+		return fmt.Errorf("kubernetes client config: %w", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	return webhook.Run(ctx, o)
+}

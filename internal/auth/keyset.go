@@ -1,0 +1,198 @@
+package auth
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sync"
+	"time"
+
+	jose "github.com/go-jose/go-jose/v4"
+)
+
+// AllowedAlgorithms are the only JWS algorithms a token may use: asymmetric signatures. "none" and
+// the HMAC family are absent on purpose: an HMAC "signature" keyed with a public key (the classic
+// algorithm-confusion attack) can be forged by anyone who has fetched the JWKS.
+var AllowedAlgorithms = []jose.SignatureAlgorithm{
+	jose.RS256, jose.RS384, jose.RS512,
+	jose.PS256, jose.PS384, jose.PS512,
+	jose.ES256, jose.ES384, jose.ES512,
+}
+
+// ErrUnknownKey means the token names a key id the key set does not hold, even after the
+// (rate-limited) refetch.
+var ErrUnknownKey = errors.New("token signed by an unknown key")
+
+// KeySet is the provider's JWKS, cached in memory. An unknown key id triggers at most one refetch
+// per MinInterval, so key rotation needs no restart while a flood of tokens with random key ids
+// cannot turn the sidecar into a JWKS amplifier against the IdP. Fetch failures keep the keys
+// already held, so tokens keep verifying while the IdP is briefly down.
+type KeySet struct {
+	url         string
+	client      *http.Client
+	minInterval time.Duration
+	now         func() time.Time
+	// OnFetch is told the result of every fetch attempt ("ok", "error", "ratelimited").
+	OnFetch func(result string)
+
+	mu        sync.RWMutex
+	keys      []jose.JSONWebKey
+	loaded    bool
+	fetchMu   sync.Mutex // serialises fetches: concurrent misses share one request
+	lastFetch time.Time
+}
+
+// NewKeySet returns an empty key set reading url with client. The url may be set later with
+// SetURL, once discovery has found it.
+func NewKeySet(url string, client *http.Client, minInterval time.Duration) *KeySet {
+	return &KeySet{url: url, client: client, minInterval: minInterval, now: time.Now}
+}
+
+// SetURL changes where keys are fetched from.
+func (k *KeySet) SetURL(url string) {
+	k.fetchMu.Lock()
+	k.url = url
+	k.fetchMu.Unlock()
+}
+
+// Loaded reports whether at least one successful fetch happened.
+func (k *KeySet) Loaded() bool {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.loaded
+}
+
+// Refresh fetches the key set now, regardless of the rate limit (start-up, periodic refresh).
+func (k *KeySet) Refresh(ctx context.Context) error {
+	k.fetchMu.Lock()
+	defer k.fetchMu.Unlock()
+	return k.fetchLocked(ctx)
+}
+
+func (k *KeySet) fetchLocked(ctx context.Context) error {
+	k.lastFetch = k.now()
+	keys, err := k.fetch(ctx)
+	if err != nil {
+		k.report("error")
+		return err
+	}
+	k.mu.Lock()
+	k.keys, k.loaded = keys, true
+	k.mu.Unlock()
+	k.report("ok")
+	return nil
+}
+
+func (k *KeySet) report(result string) {
+	if k.OnFetch != nil {
+		k.OnFetch(result)
+	}
+}
+
+func (k *KeySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := k.client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetching keys: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("reading keys: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetching keys: status %d", resp.StatusCode)
+	}
+	var set jose.JSONWebKeySet
+	if err := json.Unmarshal(body, &set); err != nil {
+		return nil, fmt.Errorf("decoding keys: %w", err)
+	}
+	var keys []jose.JSONWebKey
+	for _, key := range set.Keys {
+		// Only public signature keys: a symmetric ("oct") or encryption key in a JWKS must
+		// never become a verification key.
+		if key.Use != "" && key.Use != "sig" {
+			continue
+		}
+		switch key.Key.(type) {
+		case *rsa.PublicKey, *ecdsa.PublicKey:
+			keys = append(keys, key)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, errors.New("key set holds no usable signature keys")
+	}
+	return keys, nil
+}
+
+// candidates returns the keys a token with this key id may be verified with.
+func (k *KeySet) candidates(kid string) []jose.JSONWebKey {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	if kid == "" {
+		return k.keys
+	}
+	for _, key := range k.keys {
+		if key.KeyID == kid {
+			return []jose.JSONWebKey{key}
+		}
+	}
+	return nil
+}
+
+// VerifySignature implements oidc.KeySet: it parses jwt, restricted to AllowedAlgorithms, finds
+// the key by id (refetching once, rate-limited, when the id is unknown) and verifies.
+func (k *KeySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
+	jws, err := jose.ParseSigned(jwt, AllowedAlgorithms)
+	if err != nil {
+		return nil, fmt.Errorf("malformed token: %w", err)
+	}
+	if len(jws.Signatures) != 1 {
+		return nil, errors.New("token must carry exactly one signature")
+	}
+	hdr := jws.Signatures[0].Header
+	keys := k.candidates(hdr.KeyID)
+	if len(keys) == 0 {
+		keys = k.refetchFor(ctx, hdr.KeyID)
+	}
+	if len(keys) == 0 {
+		return nil, ErrUnknownKey
+	}
+	for _, key := range keys {
+		// A key that declares its algorithm only verifies that algorithm.
+		if key.Algorithm != "" && key.Algorithm != hdr.Algorithm {
+			continue
+		}
+		if payload, err := jws.Verify(key.Key); err == nil {
+			return payload, nil
+		}
+	}
+	return nil, errors.New("signature does not verify")
+}
+
+func (k *KeySet) refetchFor(ctx context.Context, kid string) []jose.JSONWebKey {
+	k.fetchMu.Lock()
+	defer k.fetchMu.Unlock()
+	// Another request may have fetched while this one waited.
+	if keys := k.candidates(kid); len(keys) > 0 {
+		return keys
+	}
+	if k.now().Sub(k.lastFetch) < k.minInterval {
+		k.report("ratelimited")
+		return nil
+	}
+	if err := k.fetchLocked(ctx); err != nil {
+		return nil
+	}
+	return k.candidates(kid)
+}

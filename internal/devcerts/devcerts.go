@@ -1,0 +1,152 @@
+// Package devcerts makes the development CA and the webhook's serving certificate for clusters
+// without cert-manager (kind, the e2e tests). Production installs use the cert-manager overlay.
+package devcerts
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"math/big"
+	"os"
+	"path/filepath"
+	"time"
+)
+
+// Files written into the output directory. tls.crt and tls.key are the names controller-runtime's
+// webhook server reads from its --cert-dir; ca.crt is the caBundle of the webhook configuration.
+const (
+	CAFile   = "ca.crt"
+	CAKey    = "ca.key"
+	CertFile = "tls.crt"
+	KeyFile  = "tls.key"
+)
+
+// DNSNames are the names the API server may use to reach Service svc in namespace ns.
+func DNSNames(svc, ns string) []string {
+	return []string{svc, svc + "." + ns, svc + "." + ns + ".svc", svc + "." + ns + ".svc.cluster.local"}
+}
+
+// Options says what to generate.
+type Options struct {
+	Dir       string
+	Service   string
+	Namespace string
+	// Validity of the serving certificate; the CA lives ten times as long.
+	Validity time.Duration
+	// RenewBefore: an existing serving certificate that expires sooner than this (or does not
+	// match the names) is replaced. An expired webhook certificate blocks every new pod.
+	RenewBefore time.Duration
+	Now         func() time.Time
+}
+
+// Ensure writes the CA and serving certificate into o.Dir unless valid ones are already there. It
+// reports whether it wrote anything.
+func Ensure(o Options) (bool, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Service == "" || o.Namespace == "" || o.Validity <= 0 {
+		return false, errors.New("devcerts: service, namespace and a positive validity are required")
+	}
+	names := DNSNames(o.Service, o.Namespace)
+	if ok := stillValid(o, names); ok {
+		return false, nil
+	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return false, err
+	}
+	now := o.Now()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return false, err
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: serial(), Subject: pkix.Name{CommonName: "podgate development CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(10 * o.Validity),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return false, err
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return false, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial(), Subject: pkix.Name{CommonName: names[2]}, DNSNames: names,
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(o.Validity),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return false, err
+	}
+	for _, f := range []struct {
+		name, typ string
+		der       []byte
+		mode      os.FileMode
+	}{
+		{CAFile, "CERTIFICATE", caDER, 0o644},
+		{CAKey, "EC PRIVATE KEY", mustEC(caKey), 0o600},
+		{CertFile, "CERTIFICATE", der, 0o644},
+		{KeyFile, "EC PRIVATE KEY", mustEC(key), 0o600},
+	} {
+		b := pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der})
+		if err := os.WriteFile(filepath.Join(o.Dir, f.name), b, f.mode); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
+
+// stillValid: the serving certificate exists, chains to the CA, names the Service and is not
+// about to expire.
+func stillValid(o Options, names []string) bool {
+	caPEM, err1 := os.ReadFile(filepath.Join(o.Dir, CAFile))
+	certPEM, err2 := os.ReadFile(filepath.Join(o.Dir, CertFile))
+	_, err3 := os.Stat(filepath.Join(o.Dir, KeyFile))
+	if err1 != nil || err2 != nil || err3 != nil {
+		return false
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(caPEM) {
+		return false
+	}
+	block, _ := pem.Decode(certPEM)
+	if block == nil {
+		return false
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil || o.Now().Add(o.RenewBefore).After(cert.NotAfter) {
+		return false
+	}
+	for _, n := range names {
+		if _, err := cert.Verify(x509.VerifyOptions{DNSName: n, Roots: pool, CurrentTime: o.Now()}); err != nil {
+			return false
+		}
+	}
+	return true
+}
+
+func serial() *big.Int {
+	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		panic(fmt.Sprintf("crypto/rand: %v", err))
+	}
+	return n
+}
+
+func mustEC(k *ecdsa.PrivateKey) []byte {
+	b, err := x509.MarshalECPrivateKey(k)
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

@@ -1,0 +1,341 @@
+// Package proxy is the sidecar's HTTP side: the authentication middleware in front of the app, the
+// oauth2-proxy-compatible /oauth2/* endpoints (login, callback, sign-out, userinfo, forward-auth)
+// and the reverse proxy to the app on loopback.
+package proxy
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+
+	"github.com/podgate/podgate/internal/auth"
+	"github.com/podgate/podgate/internal/cache"
+	"github.com/podgate/podgate/internal/metrics"
+	"github.com/podgate/podgate/internal/options"
+	"github.com/podgate/podgate/internal/session"
+)
+
+// Request outcomes, the label values of podgate_requests_total.
+const (
+	OutcomeBearer        = "bearer"
+	OutcomeCookie        = "cookie"
+	OutcomeSkipped       = "skipped"
+	OutcomeLoginRedirect = "login_redirect"
+	OutcomeUnauth        = "unauthenticated"
+	OutcomeInvalidToken  = "invalid_token"
+	OutcomeForbidden     = "forbidden"
+	OutcomeUnavailable   = "unavailable"
+	OutcomeLoginDone     = "login_completed"
+	OutcomeLoginFailed   = "login_failed"
+	OutcomeRefreshed     = "refreshed"
+	OutcomeRefreshFailed = "refresh_failed"
+)
+
+// RefreshMargin: a session's access token is refreshed when it has less than this left.
+const RefreshMargin = 30 * time.Second
+
+// Config wires a Handler.
+type Config struct {
+	Verifier *auth.Verifier
+	Provider *auth.Provider
+	Store    *session.Store
+	Policy   auth.Policy
+
+	ClientID, ClientSecret string
+	Scopes                 []string
+	// RedirectURL is the fixed callback URL; empty derives it from each request.
+	RedirectURL          string
+	AllowedRedirectHosts []string
+	SkipAuth             []options.SkipRule
+	PassAccessToken      bool
+	CookieSecure         bool
+
+	Metrics *metrics.Sidecar
+	Log     *zap.Logger
+	Now     func() time.Time
+}
+
+// Handler authenticates requests. It is shared by every listener of the process.
+type Handler struct {
+	cfg Config
+	// refreshed and refreshLocks make one token-endpoint call per session refresh.
+	refreshed    *cache.Cache[refreshResult]
+	refreshLocks [64]sync.Mutex
+	skip         skipMatcher
+	now          func() time.Time
+	m            *metrics.Sidecar
+	log          *zap.Logger
+}
+
+// New returns a Handler.
+func New(cfg Config) *Handler {
+	now := cfg.Now
+	if now == nil {
+		now = time.Now
+	}
+	m := cfg.Metrics
+	if m == nil {
+		m = metrics.NewSidecar()
+	}
+	log := cfg.Log
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return &Handler{cfg: cfg, skip: skipMatcher(cfg.SkipAuth), now: now, m: m, log: log, refreshed: cache.New[refreshResult](10000)}
+}
+
+func (h *Handler) count(outcome string) { h.m.Requests.With(outcome).Inc() }
+
+// principal is an authenticated caller.
+type principal struct {
+	id          *auth.Identity
+	accessToken string
+	bearer      bool
+}
+
+var (
+	errNoCredentials = errors.New("no credentials")
+	errNotReady      = errors.New("identity provider not ready")
+)
+
+// authenticate finds the caller's credentials: a bearer token if the request has one (then only
+// that), else the session cookie, refreshed first when its access token is about to expire (the
+// new cookie is written to w).
+func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*principal, string, error) {
+	if !h.cfg.Provider.Ready() {
+		return nil, OutcomeUnavailable, errNotReady
+	}
+	if tok, ok := bearerToken(r.Header); ok {
+		id, err := h.cfg.Verifier.VerifyBearer(r.Context(), tok)
+		if err != nil {
+			return nil, OutcomeInvalidToken, err
+		}
+		return &principal{id: id, accessToken: tok, bearer: true}, OutcomeBearer, nil
+	}
+	sess, err := h.cfg.Store.Load(r)
+	if err != nil {
+		if !errors.Is(err, session.ErrNoSession) {
+			h.cfg.Store.Clear(w, r)
+			return nil, OutcomeUnauth, err
+		}
+		return nil, OutcomeUnauth, errNoCredentials
+	}
+	now := h.now()
+	if now.Add(RefreshMargin).After(sess.Expiry) {
+		fresh, err := h.refreshShared(r.Context(), sess)
+		if err == nil {
+			err = h.cfg.Store.Save(w, r, fresh)
+		}
+		if err != nil {
+			h.count(OutcomeRefreshFailed)
+			h.log.Info("session refresh failed", zap.Error(err))
+			if now.After(sess.Expiry) {
+				h.cfg.Store.Clear(w, r)
+				return nil, OutcomeUnauth, err
+			}
+		} else {
+			h.count(OutcomeRefreshed)
+			sess = fresh
+		}
+	}
+	return &principal{id: sess.Identity, accessToken: sess.AccessToken}, OutcomeCookie, nil
+}
+
+// refreshResult is the outcome of redeeming one refresh token, shared by every request that
+// carries the same session meanwhile.
+type refreshResult struct {
+	sess *session.Session
+	err  error
+}
+
+const (
+	// refreshReuse is how long requests still carrying the old cookie (sent before the browser
+	// stored the new one) get the refreshed session instead of redeeming the token again — which
+	// would fail with Keycloak's refresh-token rotation and multiply load on the token endpoint.
+	refreshReuse = 30 * time.Second
+	// refreshBackoff is how long a failed refresh is not retried for that session: while the IdP is
+	// down, a busy session inside the refresh margin must not hit the token endpoint per request.
+	refreshBackoff = 5 * time.Second
+)
+
+// refreshShared redeems the session's refresh token once for all concurrent and closely following
+// requests carrying it, and returns the new session (a copy: the old one is shared with caches).
+func (h *Handler) refreshShared(ctx context.Context, old *session.Session) (*session.Session, error) {
+	if old.RefreshToken == "" {
+		return nil, errors.New("session has no refresh token")
+	}
+	key := sha256.Sum256([]byte(old.RefreshToken))
+	mu := &h.refreshLocks[int(key[0])%len(h.refreshLocks)]
+	mu.Lock()
+	defer mu.Unlock()
+	now := h.now()
+	if res, ok := h.refreshed.Get(key, now); ok {
+		return res.sess, res.err
+	}
+	fresh, err := h.refresh(ctx, old)
+	ttl := refreshReuse
+	if err != nil {
+		ttl = refreshBackoff
+	}
+	h.refreshed.Put(key, refreshResult{fresh, err}, now.Add(ttl), now)
+	return fresh, err
+}
+
+// refresh redeems the refresh token and returns the updated session. Without a new ID token in
+// the response the identity comes from the new access token, completed by the old identity.
+func (h *Handler) refresh(ctx context.Context, old *session.Session) (*session.Session, error) {
+	ctx = h.clientContext(ctx)
+	tok, err := h.oauthConfig("").TokenSource(ctx, &oauth2.Token{RefreshToken: old.RefreshToken, Expiry: time.Unix(1, 0)}).Token()
+	if err != nil {
+		return nil, err
+	}
+	fresh := *old
+	idToken, _ := tok.Extra("id_token").(string)
+	var id *auth.Identity
+	if idToken != "" {
+		if id, err = h.identityFromTokens(ctx, tok.AccessToken, idToken, ""); err != nil {
+			return nil, err
+		}
+		fresh.IDToken = idToken
+	} else {
+		id = old.Identity
+		if c, err := h.cfg.Verifier.VerifyAccessToken(ctx, tok.AccessToken); err == nil {
+			id = c.Identity(h.cfg.Verifier.Names())
+			id.Merge(old.Identity)
+		}
+	}
+	fresh.AccessToken, fresh.Expiry, fresh.Identity = tok.AccessToken, tok.Expiry, id
+	if tok.RefreshToken != "" {
+		fresh.RefreshToken = tok.RefreshToken
+	}
+	return &fresh, nil
+}
+
+// identityFromTokens builds the identity from a fresh token response: the ID token (verified,
+// nonce checked when given) completed by the access token's claims when it is a JWT (Keycloak puts
+// roles there only).
+func (h *Handler) identityFromTokens(ctx context.Context, accessToken, idToken, nonce string) (*auth.Identity, error) {
+	names := h.cfg.Verifier.Names()
+	var id *auth.Identity
+	if idToken != "" {
+		c, err := h.cfg.Verifier.VerifyIDToken(ctx, idToken, h.cfg.ClientID, nonce)
+		if err != nil {
+			return nil, err
+		}
+		id = c.Identity(names)
+	} else if nonce != "" {
+		return nil, errors.New("token response has no id_token")
+	}
+	if c, err := h.cfg.Verifier.VerifyAccessToken(ctx, accessToken); err == nil {
+		at := c.Identity(names)
+		at.Merge(id)
+		id = at
+	}
+	if id == nil {
+		return nil, errors.New("no verifiable token in the token response")
+	}
+	return id, nil
+}
+
+// Protect returns the middleware for a protected listener: /oauth2/* endpoints, skip rules, then
+// authentication and authorization in front of next (the reverse proxy to the app).
+func (h *Handler) Protect(next http.Handler) http.Handler {
+	endpoints := h.Endpoints()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		stripSpoofable(r.Header)
+		if strings.HasPrefix(r.URL.Path, "/oauth2/") {
+			endpoints.ServeHTTP(w, r)
+			return
+		}
+		if h.skip.match(r.Method, r.URL) {
+			h.count(OutcomeSkipped)
+			h.cfg.Store.StripCookies(r.Header)
+			next.ServeHTTP(w, r)
+			return
+		}
+		start := time.Now()
+		p, outcome, err := h.authenticate(w, r)
+		if err == nil {
+			if ok, why := h.cfg.Policy.Allows(p.id); !ok {
+				outcome, err = OutcomeForbidden, errForbidden{why}
+			}
+		}
+		h.m.AuthLatency.Observe(time.Since(start))
+		if err != nil {
+			h.deny(w, r, outcome, err)
+			return
+		}
+		h.count(outcome)
+		h.cfg.Store.StripCookies(r.Header)
+		setIdentity(r.Header, p.id)
+		if h.cfg.PassAccessToken {
+			r.Header["Authorization"] = []string{"Bearer " + p.accessToken}
+		} else if p.bearer {
+			// The bearer token was the credential; the app gets the identity headers instead.
+			delete(r.Header, "Authorization")
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+type errForbidden struct{ kind string }
+
+func (e errForbidden) Error() string { return "not allowed by " + e.kind + " policy" }
+
+// deny answers a request that may not pass: 503 before the IdP is ready, 403 when authenticated
+// but not allowed, a redirect to login for a browser page load, 401 otherwise.
+func (h *Handler) deny(w http.ResponseWriter, r *http.Request, outcome string, err error) {
+	switch {
+	case outcome == OutcomeUnavailable:
+		h.count(outcome)
+		w.Header().Set("Retry-After", "5")
+		httpError(w, http.StatusServiceUnavailable, "the identity provider is not reachable yet; try again shortly")
+	case outcome == OutcomeForbidden:
+		h.count(outcome)
+		h.log.Info("request forbidden", zap.String("reason", err.Error()), zap.String("path", r.URL.Path))
+		httpError(w, http.StatusForbidden, "you are signed in but not allowed to access this")
+	case outcome == OutcomeUnauth && isBrowserNavigation(r):
+		h.count(OutcomeLoginRedirect)
+		h.startLogin(w, r, r.URL.RequestURI())
+	default:
+		h.count(outcome)
+		if outcome == OutcomeInvalidToken {
+			h.log.Info("bearer token rejected", zap.Error(err))
+			w.Header().Set("WWW-Authenticate", `Bearer realm="podgate", error="invalid_token"`)
+		} else {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="podgate"`)
+		}
+		httpError(w, http.StatusUnauthorized, "authentication required")
+	}
+}
+
+// isBrowserNavigation: a GET or HEAD that accepts HTML and does not look like an API call. Anything
+// else (API clients, XHR, probes, curl) gets a 401: a redirect to the IdP would look like success
+// to a kubelet probe and like garbage to a JSON client.
+func isBrowserNavigation(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		return false
+	}
+	if r.Header.Get("X-Requested-With") != "" {
+		return false
+	}
+	if _, ok := bearerToken(r.Header); ok {
+		return false
+	}
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+func httpError(w http.ResponseWriter, code int, msg string) {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = w.Write([]byte(http.StatusText(code) + ": " + msg + "\n"))
+}

@@ -1,0 +1,314 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"html/template"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"go.uber.org/zap"
+	"golang.org/x/oauth2"
+
+	"github.com/podgate/podgate/internal/session"
+)
+
+// Endpoint paths, compatible with oauth2-proxy's.
+const (
+	PathStart    = "/oauth2/start"
+	PathCallback = "/oauth2/callback"
+	PathSignIn   = "/oauth2/sign_in"
+	PathSignOut  = "/oauth2/sign_out"
+	PathUserInfo = "/oauth2/userinfo"
+	PathAuth     = "/oauth2/auth"
+)
+
+// Endpoints serves the /oauth2/* endpoints. Identity headers are stripped first here too.
+func (h *Handler) Endpoints() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc(PathStart, h.start)
+	mux.HandleFunc(PathCallback, h.callback)
+	mux.HandleFunc(PathSignIn, h.signIn)
+	mux.HandleFunc(PathSignOut, h.signOut)
+	mux.HandleFunc(PathUserInfo, h.userInfo)
+	mux.HandleFunc(PathAuth, h.forwardAuth)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		stripSpoofable(r.Header)
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// ForwardAuth is the handler of a forward-auth-only listener: /oauth2/* and nothing else.
+func (h *Handler) ForwardAuth() http.Handler {
+	ep := h.Endpoints()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !strings.HasPrefix(r.URL.Path, "/oauth2/") {
+			http.NotFound(w, r)
+			return
+		}
+		ep.ServeHTTP(w, r)
+	})
+}
+
+func (h *Handler) clientContext(ctx context.Context) context.Context {
+	return context.WithValue(ctx, oauth2.HTTPClient, h.cfg.Provider.HTTPClient())
+}
+
+func (h *Handler) oauthConfig(callback string) *oauth2.Config {
+	ep := h.cfg.Provider.Endpoints()
+	c := &oauth2.Config{ClientID: h.cfg.ClientID, ClientSecret: h.cfg.ClientSecret, Scopes: h.cfg.Scopes, RedirectURL: callback}
+	if ep != nil {
+		c.Endpoint = oauth2.Endpoint{AuthURL: ep.Auth, TokenURL: ep.Token}
+	}
+	return c
+}
+
+// origin returns scheme://host of the request as the browser sees it. The scheme comes from
+// X-Forwarded-Proto when an ingress set it to http or https, else from TLS or --cookie-secure.
+func (h *Handler) origin(r *http.Request) string {
+	scheme := "http"
+	if p := r.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
+		scheme = p
+	} else if r.TLS != nil || h.cfg.CookieSecure {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
+}
+
+func (h *Handler) callbackURL(r *http.Request) string {
+	if h.cfg.RedirectURL != "" {
+		return h.cfg.RedirectURL
+	}
+	return h.origin(r) + PathCallback
+}
+
+// redirectTarget validates rd, falling back to "/".
+func (h *Handler) redirectTarget(r *http.Request, rd string) string {
+	if ValidRedirect(rd, r.Host, h.cfg.AllowedRedirectHosts) {
+		return rd
+	}
+	if rd != "" {
+		h.log.Info("redirect target rejected", zap.Int("length", len(rd)))
+	}
+	return "/"
+}
+
+func randomString() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// startLogin begins the authorization-code flow: fresh state, nonce and PKCE verifier go into the
+// encrypted, short-lived CSRF cookie; the browser goes to the IdP.
+func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, rd string) {
+	if !h.cfg.Provider.Ready() {
+		w.Header().Set("Retry-After", "5")
+		httpError(w, http.StatusServiceUnavailable, "the identity provider is not reachable yet; try again shortly")
+		return
+	}
+	l := &session.Login{State: randomString(), Nonce: randomString(), Verifier: oauth2.GenerateVerifier(),
+		Redirect: h.redirectTarget(r, rd), Callback: h.callbackURL(r)}
+	h.cfg.Store.SaveLogin(w, l)
+	u := h.oauthConfig(l.Callback).AuthCodeURL(l.State, oauth2.S256ChallengeOption(l.Verifier), oidc.Nonce(l.Nonce))
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, u, http.StatusFound)
+}
+
+func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
+	h.startLogin(w, r, r.URL.Query().Get("rd"))
+}
+
+// callback completes the login: the state must match the CSRF cookie's, the code is redeemed with
+// the PKCE verifier, the ID token's nonce must match. Only then is the session written.
+func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
+	fail := func(code int, msg, reason string) {
+		h.count(OutcomeLoginFailed)
+		h.log.Info("login failed", zap.String("reason", reason))
+		h.cfg.Store.ClearLogin(w)
+		httpError(w, code, msg)
+	}
+	if !h.cfg.Provider.Ready() {
+		fail(http.StatusServiceUnavailable, "the identity provider is not reachable yet", "notReady")
+		return
+	}
+	q := r.URL.Query()
+	if e := q.Get("error"); e != "" {
+		fail(http.StatusForbidden, "the identity provider refused the login", "idpError")
+		return
+	}
+	l, err := h.cfg.Store.LoadLogin(r)
+	if err != nil {
+		fail(http.StatusForbidden, "login expired or started in another browser; start again", "noLoginCookie")
+		return
+	}
+	if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(l.State)) != 1 {
+		fail(http.StatusForbidden, "login state does not match; start again", "stateMismatch")
+		return
+	}
+	ctx := h.clientContext(r.Context())
+	tok, err := h.oauthConfig(l.Callback).Exchange(ctx, q.Get("code"), oauth2.VerifierOption(l.Verifier))
+	if err != nil {
+		h.log.Info("code exchange failed", zap.Error(err))
+		fail(http.StatusBadGateway, "the identity provider did not accept the login code", "exchange")
+		return
+	}
+	idToken, _ := tok.Extra("id_token").(string)
+	id, err := h.identityFromTokens(ctx, tok.AccessToken, idToken, l.Nonce)
+	if err != nil || idToken == "" {
+		h.log.Info("token verification failed", zap.Error(err))
+		fail(http.StatusForbidden, "the identity provider's tokens did not verify", "tokens")
+		return
+	}
+	if ok, why := h.cfg.Policy.Allows(id); !ok {
+		h.count(OutcomeForbidden)
+		h.log.Info("login forbidden", zap.String("reason", why), zap.String("user", id.User))
+		h.cfg.Store.ClearLogin(w)
+		httpError(w, http.StatusForbidden, "you are signed in but not allowed to access this")
+		return
+	}
+	sess := &session.Session{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, IDToken: idToken,
+		Expiry: tok.Expiry, Created: h.now(), Identity: id}
+	if err := h.cfg.Store.Save(w, r, sess); err != nil {
+		fail(http.StatusInternalServerError, "session could not be stored", "save")
+		return
+	}
+	h.cfg.Store.ClearLogin(w)
+	h.count(OutcomeLoginDone)
+	h.log.Info("login completed", zap.String("user", id.User))
+	w.Header().Set("Cache-Control", "no-store")
+	http.Redirect(w, r, l.Redirect, http.StatusFound)
+}
+
+var signInPage = template.Must(template.New("").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="0;url={{.}}"><title>Sign in</title></head>
+<body><p>Sign-in required. <a href="{{.}}">Continue to sign in</a>.</p></body></html>
+`))
+
+// signIn is what Traefik's errors middleware (and nginx's error_page) call after a 401 from
+// /oauth2/auth. It answers 302 to /oauth2/start with the original URL, and the same link as an HTML
+// meta refresh, because an errors middleware may keep its own 401 status and drop Location.
+func (h *Handler) signIn(w http.ResponseWriter, r *http.Request) {
+	rd := h.originalURL(r)
+	if p, _, err := h.authenticate(w, r); err == nil {
+		if ok, _ := h.cfg.Policy.Allows(p.id); !ok {
+			h.count(OutcomeForbidden)
+			httpError(w, http.StatusForbidden, "you are signed in but not allowed to access this")
+			return
+		}
+	}
+	target := PathStart + "?rd=" + url.QueryEscape(rd)
+	w.Header().Set("Location", target)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusFound)
+	_ = signInPage.Execute(w, target)
+}
+
+// originalURL finds where the user was going: rd, X-Auth-Request-Redirect, nginx's X-Original-URL,
+// or Traefik's X-Forwarded-Proto/Host/Uri. Each candidate is validated like rd; "/" if none passes.
+func (h *Handler) originalURL(r *http.Request) string {
+	cands := []string{r.URL.Query().Get("rd"), r.Header.Get("X-Auth-Request-Redirect"), r.Header.Get("X-Original-URL")}
+	if uri := r.Header.Get("X-Forwarded-Uri"); uri != "" {
+		if host := r.Header.Get("X-Forwarded-Host"); host != "" {
+			proto := r.Header.Get("X-Forwarded-Proto")
+			if proto != "http" {
+				proto = "https"
+			}
+			cands = append(cands, proto+"://"+host+uri)
+		} else {
+			cands = append(cands, uri)
+		}
+	}
+	for _, c := range cands {
+		if c != "" && ValidRedirect(c, r.Host, h.cfg.AllowedRedirectHosts) {
+			return c
+		}
+	}
+	return "/"
+}
+
+// signOut clears the session and, when the IdP has an end-session endpoint, ends the IdP session
+// too (id_token_hint, post_logout_redirect_uri), so the next visit really asks for a login.
+func (h *Handler) signOut(w http.ResponseWriter, r *http.Request) {
+	rd := h.redirectTarget(r, r.URL.Query().Get("rd"))
+	sess, _ := h.cfg.Store.Load(r)
+	h.cfg.Store.Clear(w, r)
+	h.cfg.Store.ClearLogin(w)
+	w.Header().Set("Cache-Control", "no-store")
+	ep := h.cfg.Provider.Endpoints()
+	if ep == nil || ep.EndSession == "" {
+		http.Redirect(w, r, rd, http.StatusFound)
+		return
+	}
+	back := rd
+	if strings.HasPrefix(back, "/") {
+		back = h.origin(r) + back
+	}
+	v := url.Values{"post_logout_redirect_uri": {back}, "client_id": {h.cfg.ClientID}}
+	if sess != nil && sess.IDToken != "" {
+		v.Set("id_token_hint", sess.IDToken)
+	}
+	sep := "?"
+	if strings.Contains(ep.EndSession, "?") {
+		sep = "&"
+	}
+	http.Redirect(w, r, ep.EndSession+sep+v.Encode(), http.StatusFound)
+}
+
+// userInfo returns the caller's identity as JSON.
+func (h *Handler) userInfo(w http.ResponseWriter, r *http.Request) {
+	p, outcome, err := h.authenticate(w, r)
+	if err != nil {
+		if outcome == OutcomeUnavailable {
+			httpError(w, http.StatusServiceUnavailable, "the identity provider is not reachable yet")
+			return
+		}
+		httpError(w, http.StatusUnauthorized, "authentication required")
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"user": p.id.User, "email": p.id.Email, "preferredUsername": p.id.PreferredUsername,
+		"groups": p.id.Groups, "roles": p.id.Roles,
+	})
+}
+
+// forwardAuth answers an ingress's sub-request: 202 with identity headers, 401 or 403. Skip rules
+// are deliberately not applied: the ingress decides which routes need auth, and matching the
+// client-controllable X-Forwarded-Uri against skip rules is how forward-auth got bypassed before.
+func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request) {
+	start := h.now()
+	p, outcome, err := h.authenticate(w, r)
+	if err == nil {
+		if ok, why := h.cfg.Policy.Allows(p.id); !ok {
+			outcome, err = OutcomeForbidden, errForbidden{why}
+		}
+	}
+	h.m.AuthLatency.Observe(h.now().Sub(start))
+	h.count(outcome)
+	w.Header().Set("Cache-Control", "no-store")
+	switch {
+	case err == nil:
+		setIdentity(w.Header(), p.id)
+		if h.cfg.PassAccessToken {
+			w.Header().Set(HeaderAccessToken, p.accessToken)
+			w.Header().Set("Authorization", "Bearer "+p.accessToken)
+		}
+		w.WriteHeader(http.StatusAccepted)
+	case outcome == OutcomeUnavailable:
+		w.Header().Set("Retry-After", "5")
+		httpError(w, http.StatusServiceUnavailable, "the identity provider is not reachable yet")
+	case outcome == OutcomeForbidden:
+		httpError(w, http.StatusForbidden, "not allowed")
+	default:
+		w.Header().Set("WWW-Authenticate", `Bearer realm="podgate"`)
+		httpError(w, http.StatusUnauthorized, "authentication required")
+	}
+}

@@ -1,0 +1,284 @@
+package session
+
+import (
+	"crypto/sha256"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/podgate/podgate/internal/auth"
+	"github.com/podgate/podgate/internal/cache"
+)
+
+// ChunkSize is the largest cookie value written; with name and attributes it stays under the
+// 4096 bytes per cookie every browser accepts.
+const ChunkSize = 3800
+
+// maxChunks bounds how many split cookies are read: a request cannot make the proxy reassemble an
+// arbitrarily large value.
+const maxChunks = 10
+
+// ErrExpired means the session outlived --cookie-expire (a replayed old cookie).
+var ErrExpired = errors.New("session expired")
+
+// ErrNoSession means the request carries no session cookie.
+var ErrNoSession = errors.New("no session cookie")
+
+// Session is what the cookie holds.
+type Session struct {
+	AccessToken  string `json:"at"`
+	RefreshToken string `json:"rt,omitempty"`
+	IDToken      string `json:"it,omitempty"`
+	// Expiry is the access token's expiry; the proxy refreshes shortly before it.
+	Expiry time.Time `json:"ex"`
+	// Created is when the user logged in; the session ends Created+MaxAge, refreshes included.
+	Created  time.Time      `json:"cr"`
+	Identity *auth.Identity `json:"id"`
+}
+
+// Store reads and writes sessions and the login (CSRF) cookie.
+type Store struct {
+	cache  *cache.Cache[*Session]
+	codec  *Codec
+	name   string
+	secure bool
+	maxAge time.Duration
+	now    func() time.Time
+}
+
+// NewStore returns a store writing cookie name (already prefixed, see options.EffectiveCookieName).
+func NewStore(codec *Codec, name string, secure bool, maxAge time.Duration, now func() time.Time) *Store {
+	if now == nil {
+		now = time.Now
+	}
+	return &Store{codec: codec, name: name, secure: secure, maxAge: maxAge, now: now, cache: cache.New[*Session](10000)}
+}
+
+// Name returns the session cookie's name.
+func (s *Store) Name() string { return s.name }
+
+// CSRFName returns the login cookie's name.
+func (s *Store) CSRFName() string { return s.name + "_csrf" }
+
+// Owns reports whether a cookie name belongs to the proxy (session, its chunks, the CSRF cookie).
+// Those cookies are removed from every request before it reaches the app.
+func (s *Store) Owns(name string) bool {
+	if !strings.HasPrefix(name, s.name) {
+		return false
+	}
+	rest := name[len(s.name):]
+	if rest == "" || rest == "_csrf" {
+		return true
+	}
+	if len(rest) < 2 || rest[0] != '_' {
+		return false
+	}
+	_, err := strconv.Atoi(rest[1:])
+	return err == nil
+}
+
+func chunkName(base string, i int) string { return base + "_" + strconv.Itoa(i) }
+
+// cookieValues indexes the proxy's own cookies in the request (first wins). It scans the Cookie
+// header for those names only: parsing and validating every cookie, as http.Request.Cookies does,
+// was the largest cost of the cookie path. Values need no validation here; they are authenticated
+// by AES-GCM.
+func (s *Store) cookieValues(r *http.Request) map[string]string {
+	m := make(map[string]string, 2)
+	for _, line := range r.Header["Cookie"] {
+		for part := range strings.SplitSeq(line, ";") {
+			name, val, ok := strings.Cut(strings.TrimSpace(part), "=")
+			if !ok || !s.Owns(name) {
+				continue
+			}
+			if _, dup := m[name]; !dup {
+				m[name] = val
+			}
+		}
+	}
+	return m
+}
+
+// readValue joins a possibly split cookie value.
+func readValue(cookies map[string]string, base string) (string, bool) {
+	if v, ok := cookies[base]; ok {
+		return v, true
+	}
+	var b strings.Builder
+	for i := 0; i < maxChunks; i++ {
+		v, ok := cookies[chunkName(base, i)]
+		if !ok {
+			break
+		}
+		b.WriteString(v)
+	}
+	return b.String(), b.Len() > 0
+}
+
+// Load returns the request's session. ErrNoSession, ErrInvalid and ErrExpired all mean "log in".
+// The returned session is shared with a cache of recently decrypted cookies: treat it as read-only
+// (copy it before changing it).
+func (s *Store) Load(r *http.Request) (*Session, error) {
+	v, ok := readValue(s.cookieValues(r), s.name)
+	if !ok {
+		return nil, ErrNoSession
+	}
+	// Decrypting and decoding a multi-KB cookie costs tens of microseconds; a browser sends the
+	// same cookie on every request until it changes, so decoded sessions are cached by the hash of
+	// the sealed value (only values that decrypted get there).
+	key := sha256.Sum256([]byte(v))
+	if sess, ok := s.cache.Get(key, s.now()); ok {
+		return sess, nil
+	}
+	pt, err := s.codec.Open(s.name, v)
+	if err != nil {
+		return nil, err
+	}
+	var sess Session
+	if err := json.Unmarshal(pt, &sess); err != nil || sess.Identity == nil {
+		return nil, ErrInvalid
+	}
+	if s.now().After(sess.Created.Add(s.maxAge)) {
+		return nil, ErrExpired
+	}
+	s.cache.Put(key, &sess, sess.Created.Add(s.maxAge), s.now())
+	return &sess, nil
+}
+
+func (s *Store) cookie(name, value string, maxAge int) *http.Cookie {
+	return &http.Cookie{Name: name, Value: value, Path: "/", MaxAge: maxAge, HttpOnly: true,
+		Secure: s.secure, SameSite: http.SameSiteLaxMode}
+}
+
+// Save writes the session, split into name_0, name_1, ... when larger than ChunkSize, and expires
+// whichever of the other form the request still carries.
+func (s *Store) Save(w http.ResponseWriter, r *http.Request, sess *Session) error {
+	pt, err := json.Marshal(sess)
+	if err != nil {
+		return err
+	}
+	v := s.codec.Seal(s.name, pt)
+	maxAge := int(time.Until(sess.Created.Add(s.maxAge)).Seconds())
+	if maxAge < 1 {
+		maxAge = 1
+	}
+	present := s.cookieValues(r)
+	if len(v) <= ChunkSize {
+		http.SetCookie(w, s.cookie(s.name, v, maxAge))
+		s.expireChunks(w, present, 0)
+		return nil
+	}
+	n := 0
+	for ; len(v) > 0; n++ {
+		part := v[:min(ChunkSize, len(v))]
+		v = v[len(part):]
+		http.SetCookie(w, s.cookie(chunkName(s.name, n), part, maxAge))
+	}
+	if n > maxChunks {
+		return errors.New("session too large even when split")
+	}
+	if _, ok := present[s.name]; ok {
+		http.SetCookie(w, s.cookie(s.name, "", -1))
+	}
+	s.expireChunks(w, present, n)
+	return nil
+}
+
+func (s *Store) expireChunks(w http.ResponseWriter, present map[string]string, from int) {
+	for i := from; i < maxChunks; i++ {
+		if _, ok := present[chunkName(s.name, i)]; ok {
+			http.SetCookie(w, s.cookie(chunkName(s.name, i), "", -1))
+		}
+	}
+}
+
+// Clear expires every session cookie the request carries.
+func (s *Store) Clear(w http.ResponseWriter, r *http.Request) {
+	present := s.cookieValues(r)
+	if _, ok := present[s.name]; ok {
+		http.SetCookie(w, s.cookie(s.name, "", -1))
+	}
+	s.expireChunks(w, present, 0)
+}
+
+// Login is the state of one login in progress, bound to the browser by the CSRF cookie.
+type Login struct {
+	State    string `json:"s"`
+	Nonce    string `json:"n"`
+	Verifier string `json:"v"`
+	Redirect string `json:"r"`
+	// Callback is the redirect_uri sent to the IdP, which the code exchange must repeat.
+	Callback string    `json:"c"`
+	Expires  time.Time `json:"e"`
+}
+
+// LoginTTL bounds how long a login may take at the IdP.
+const LoginTTL = 10 * time.Minute
+
+// SaveLogin writes the CSRF cookie.
+func (s *Store) SaveLogin(w http.ResponseWriter, l *Login) {
+	l.Expires = s.now().Add(LoginTTL)
+	pt, _ := json.Marshal(l)
+	http.SetCookie(w, s.cookie(s.CSRFName(), s.codec.Seal(s.CSRFName(), pt), int(LoginTTL.Seconds())))
+}
+
+// LoadLogin reads and checks the CSRF cookie.
+func (s *Store) LoadLogin(r *http.Request) (*Login, error) {
+	c, err := r.Cookie(s.CSRFName())
+	if err != nil {
+		return nil, ErrNoSession
+	}
+	pt, err := s.codec.Open(s.CSRFName(), c.Value)
+	if err != nil {
+		return nil, err
+	}
+	var l Login
+	if err := json.Unmarshal(pt, &l); err != nil {
+		return nil, ErrInvalid
+	}
+	if s.now().After(l.Expires) {
+		return nil, ErrExpired
+	}
+	return &l, nil
+}
+
+// ClearLogin expires the CSRF cookie.
+func (s *Store) ClearLogin(w http.ResponseWriter) {
+	http.SetCookie(w, s.cookie(s.CSRFName(), "", -1))
+}
+
+// StripCookies removes the proxy's own cookies from the request's Cookie headers, keeping the
+// app's cookies: session cookies can be several KB and carry tokens the app must not see.
+func (s *Store) StripCookies(h http.Header) {
+	vals := h["Cookie"]
+	if len(vals) == 0 {
+		return
+	}
+	changed := false
+	var keep []string
+	for _, line := range vals {
+		for part := range strings.SplitSeq(line, ";") {
+			p := strings.TrimSpace(part)
+			if p == "" {
+				continue
+			}
+			name, _, _ := strings.Cut(p, "=")
+			if s.Owns(strings.TrimSpace(name)) {
+				changed = true
+				continue
+			}
+			keep = append(keep, p)
+		}
+	}
+	if !changed {
+		return
+	}
+	if len(keep) == 0 {
+		h.Del("Cookie")
+		return
+	}
+	h["Cookie"] = []string{strings.Join(keep, "; ")}
+}

@@ -1,0 +1,320 @@
+package sidecar
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/podgate/podgate/internal/auth"
+	"github.com/podgate/podgate/internal/oidctest"
+	"github.com/podgate/podgate/internal/options"
+	"github.com/podgate/podgate/internal/session"
+)
+
+// TestBrowserLoginFlow walks the whole authorization-code flow with a cookie jar: protected page →
+// IdP → callback → original URL, then checks what the app saw and what it never saw.
+func TestBrowserLoginFlow(t *testing.T) {
+	e := newEnv(t, envOpt{opts: func(o *options.Options) { o.AllowedRoles = []string{"user"} }})
+	c, resp, body := e.login("/page?x=1")
+	if resp.StatusCode != 200 || body != "upstream says hi" {
+		t.Fatalf("after login: %d %q", resp.StatusCode, body)
+	}
+	if resp.Request.URL.Path != "/page" || resp.Request.URL.RawQuery != "x=1" {
+		t.Fatalf("landed on %s, want /page?x=1", resp.Request.URL)
+	}
+	up := e.last()
+	if got := up.Header.Get("X-Auth-Request-User"); got != "alice" {
+		t.Errorf("X-Auth-Request-User = %q", got)
+	}
+	for h, want := range map[string]string{
+		"X-Auth-Request-Email": "alice@example.com", "X-Forwarded-Email": "alice@example.com",
+		"X-Auth-Request-Groups": "/staff", "X-Forwarded-Groups": "/staff", "X-Auth-Request-Roles": "user",
+		"X-Auth-Request-Preferred-Username": "alice", "X-Forwarded-Preferred-Username": "alice", "X-Forwarded-User": "alice",
+	} {
+		if got := up.Header.Get(h); got != want {
+			t.Errorf("%s = %q, want %q", h, got, want)
+		}
+	}
+	if cookieHeaderHas(up, "_podgate") {
+		t.Errorf("session cookie forwarded to the app: %q", up.Header.Get("Cookie"))
+	}
+	if up.Header.Get("Authorization") != "" {
+		t.Error("access token forwarded without --pass-access-token")
+	}
+	// The app's own cookie travels both ways; ours never reach the app.
+	resp, _ = do(t, c, "GET", e.proxyURL+"/again", map[string]string{"Accept": "text/html"})
+	if resp.StatusCode != 200 {
+		t.Fatalf("second request: %d", resp.StatusCode)
+	}
+	up = e.last()
+	if ck, err := up.Cookie("app"); err != nil || ck.Value != "from-app" {
+		t.Errorf("app cookie not forwarded: %q", up.Header.Get("Cookie"))
+	}
+	if cookieHeaderHas(up, "_podgate") {
+		t.Errorf("session cookie forwarded on second request: %q", up.Header.Get("Cookie"))
+	}
+
+	// userinfo with the session.
+	resp, body = do(t, c, "GET", e.proxyURL+"/oauth2/userinfo", nil)
+	var info map[string]any
+	if resp.StatusCode != 200 || json.Unmarshal([]byte(body), &info) != nil || info["email"] != "alice@example.com" {
+		t.Fatalf("userinfo: %d %s", resp.StatusCode, body)
+	}
+
+	// Sign out: session cookies cleared, IdP end-session with id_token_hint and a return URL.
+	nr := &http.Client{Jar: c.Jar, CheckRedirect: noRedirect().CheckRedirect}
+	resp, _ = do(t, nr, "GET", e.proxyURL+"/oauth2/sign_out?rd=/bye", nil)
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != 302 || !strings.HasPrefix(loc.String(), e.idp.URL()+"/logout") {
+		t.Fatalf("sign_out: %d → %s", resp.StatusCode, loc)
+	}
+	if loc.Query().Get("id_token_hint") == "" || loc.Query().Get("post_logout_redirect_uri") != e.proxyURL+"/bye" {
+		t.Errorf("end-session query = %v", loc.Query())
+	}
+	u, _ := url.Parse(e.proxyURL)
+	for _, ck := range c.Jar.Cookies(u) {
+		if strings.HasPrefix(ck.Name, "_podgate") {
+			t.Errorf("cookie %s survived sign-out", ck.Name)
+		}
+	}
+}
+
+func TestSessionCookieAttributesSecure(t *testing.T) {
+	e := newEnv(t, envOpt{opts: func(o *options.Options) { o.CookieSecure = true }})
+	resp, _ := do(t, nil, "GET", e.proxyURL+"/x", map[string]string{"Accept": "text/html"})
+	if resp.StatusCode != 302 {
+		t.Fatalf("status %d", resp.StatusCode)
+	}
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	q := loc.Query()
+	if q.Get("code_challenge_method") != "S256" || q.Get("code_challenge") == "" || q.Get("state") == "" || q.Get("nonce") == "" {
+		t.Fatalf("authorization request lacks PKCE/state/nonce: %v", q)
+	}
+	if !strings.HasPrefix(q.Get("redirect_uri"), "https://") {
+		t.Errorf("redirect_uri %q is not https with --cookie-secure", q.Get("redirect_uri"))
+	}
+	sc := resp.Header.Get("Set-Cookie")
+	for _, want := range []string{"__Host-_podgate_csrf=", "Path=/", "HttpOnly", "Secure", "SameSite=Lax"} {
+		if !strings.Contains(sc, want) {
+			t.Errorf("CSRF cookie %q lacks %q", sc, want)
+		}
+	}
+	if strings.Contains(sc, "Domain=") {
+		t.Errorf("__Host- cookie must not carry Domain: %q", sc)
+	}
+}
+
+func TestAPIClientsGet401NotRedirect(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	for name, hdr := range map[string]map[string]string{
+		"json":             {"Accept": "application/json"},
+		"xhr":              {"Accept": "text/html", "X-Requested-With": "XMLHttpRequest"},
+		"no accept (curl)": {},
+		"probe-like":       {"User-Agent": "kube-probe/1.34"},
+	} {
+		resp, _ := do(t, nil, "GET", e.proxyURL+"/api", hdr)
+		if resp.StatusCode != 401 || !strings.HasPrefix(resp.Header.Get("WWW-Authenticate"), "Bearer") {
+			t.Errorf("%s: %d %q", name, resp.StatusCode, resp.Header.Get("WWW-Authenticate"))
+		}
+	}
+	resp, _ := do(t, nil, "POST", e.proxyURL+"/form", map[string]string{"Accept": "text/html"})
+	if resp.StatusCode != 401 {
+		t.Errorf("browser POST without session: %d, want 401", resp.StatusCode)
+	}
+	if e.seenCount() != 0 {
+		t.Fatal("unauthenticated request reached the app")
+	}
+}
+
+func TestCallbackCSRF(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	// Start a login to get a genuine CSRF cookie, but answer with a foreign state.
+	c := browser(t)
+	nr := &http.Client{Jar: c.Jar, CheckRedirect: noRedirect().CheckRedirect}
+	resp, _ := do(t, nr, "GET", e.proxyURL+"/oauth2/start?rd=/x", nil)
+	authURL := resp.Header.Get("Location")
+	resp, _ = do(t, nr, "GET", authURL, nil) // IdP logs in and redirects to the callback
+	cb, _ := url.Parse(resp.Header.Get("Location"))
+	q := cb.Query()
+	q.Set("state", "attacker-state")
+	cb.RawQuery = q.Encode()
+	resp, _ = do(t, nr, "GET", cb.String(), nil)
+	if resp.StatusCode != 403 {
+		t.Fatalf("foreign state: %d, want 403", resp.StatusCode)
+	}
+	// A callback without the CSRF cookie (no PKCE verifier, e.g. a link sent to a victim).
+	resp, _ = do(t, nil, "GET", e.proxyURL+"/oauth2/callback?code=abc&state=xyz", nil)
+	if resp.StatusCode != 403 {
+		t.Fatalf("no CSRF cookie: %d, want 403", resp.StatusCode)
+	}
+	// A genuine code replayed into another browser's session (no cookie) fails too.
+	resp, _ = do(t, nr, "GET", e.proxyURL+"/oauth2/start?rd=/x", nil)
+	resp, _ = do(t, nr, "GET", resp.Header.Get("Location"), nil)
+	genuine := resp.Header.Get("Location")
+	resp, _ = do(t, nil, "GET", genuine, nil)
+	if resp.StatusCode != 403 {
+		t.Fatalf("code replayed without cookie: %d", resp.StatusCode)
+	}
+	if e.seenCount() != 0 {
+		t.Fatal("a failed login reached the app")
+	}
+}
+
+func TestTamperedAndExpiredCookies(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	c, resp, _ := e.login("/")
+	if resp.StatusCode != 200 {
+		t.Fatal("login failed")
+	}
+	u, _ := url.Parse(e.proxyURL)
+	var name, value string
+	for _, ck := range c.Jar.Cookies(u) {
+		if strings.HasPrefix(ck.Name, "_podgate") {
+			name, value = ck.Name, ck.Value
+		}
+	}
+	if name == "" {
+		t.Fatal("no session cookie")
+	}
+	flipped := []byte(value)
+	flipped[len(flipped)/2] ^= 1
+	if flipped[len(flipped)/2] == value[len(value)/2] {
+		t.Fatal("tamper did not change the cookie")
+	}
+	resp, _ = do(t, nil, "GET", e.proxyURL+"/", map[string]string{"Cookie": name + "=" + string(flipped), "Accept": "application/json"})
+	if resp.StatusCode != 401 {
+		t.Errorf("tampered cookie: %d", resp.StatusCode)
+	}
+	// A cookie sealed with the right key but for a session that began beyond --cookie-expire.
+	key, _ := options.DecodeCookieSecret(testSecret)
+	codec, _ := session.NewCodec(key)
+	old := session.NewStore(codec, "_podgate", false, 12*time.Hour, func() time.Time { return time.Now().Add(-13 * time.Hour) })
+	rec := &headerRecorder{h: http.Header{}}
+	req, _ := http.NewRequest("GET", "/", nil)
+	tok := e.idp.Mint(e.idp.Claims())
+	if err := old.Save(rec, req, &session.Session{AccessToken: tok, Expiry: time.Now().Add(time.Hour),
+		Created: time.Now().Add(-13 * time.Hour), Identity: &auth.Identity{User: "alice", Subject: "user-1"}}); err != nil {
+		t.Fatal(err)
+	}
+	replay := (&http.Response{Header: rec.h}).Cookies()
+	req2, _ := http.NewRequest("GET", e.proxyURL+"/", nil)
+	req2.Header.Set("Accept", "application/json")
+	for _, ck := range replay {
+		req2.AddCookie(&http.Cookie{Name: ck.Name, Value: ck.Value})
+	}
+	r2, err := noRedirect().Do(req2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2.Body.Close()
+	if r2.StatusCode != 401 {
+		t.Errorf("replayed expired session: %d", r2.StatusCode)
+	}
+	if !strings.Contains(strings.Join(r2.Header.Values("Set-Cookie"), ";"), "Max-Age=0") {
+		t.Errorf("expired session cookie not cleared: %q", r2.Header.Values("Set-Cookie"))
+	}
+}
+
+type headerRecorder struct{ h http.Header }
+
+func (r *headerRecorder) Header() http.Header         { return r.h }
+func (r *headerRecorder) Write(b []byte) (int, error) { return len(b), nil }
+func (r *headerRecorder) WriteHeader(int)             {}
+
+func TestRefreshBeforeExpiry(t *testing.T) {
+	// Access tokens living 10s are always inside the 30s refresh margin.
+	e := newEnv(t, envOpt{idp: oidctest.Config{AccessTTL: 10 * time.Second}})
+	c, resp, _ := e.login("/")
+	if resp.StatusCode != 200 {
+		t.Fatal("login failed")
+	}
+	u, _ := url.Parse(e.proxyURL)
+	var oldCookie []string
+	for _, ck := range c.Jar.Cookies(u) {
+		oldCookie = append(oldCookie, ck.Name+"="+ck.Value)
+	}
+	before := e.idp.TokenCalls()
+	resp, _ = do(t, c, "GET", e.proxyURL+"/next", map[string]string{"Accept": "application/json"})
+	if resp.StatusCode != 200 {
+		t.Fatalf("after refresh: %d", resp.StatusCode)
+	}
+	if e.idp.TokenCalls() != before+1 {
+		t.Fatalf("token endpoint calls %d → %d, want one refresh", before, e.idp.TokenCalls())
+	}
+	if !strings.Contains(strings.Join(resp.Header.Values("Set-Cookie"), ";"), "_podgate") {
+		t.Error("refreshed session not written back")
+	}
+	if e.last().Header.Get("X-Auth-Request-User") != "alice" {
+		t.Error("identity lost on refresh")
+	}
+	// Requests still carrying the old cookie (in flight before the browser stored the new one)
+	// reuse the refreshed session: the refresh token is redeemed once, not per request.
+	for range 3 {
+		resp, _ := do(t, nil, "GET", e.proxyURL+"/old", map[string]string{"Cookie": strings.Join(oldCookie, "; "), "Accept": "application/json"})
+		if resp.StatusCode != 200 {
+			t.Fatalf("old cookie after refresh: %d", resp.StatusCode)
+		}
+	}
+	if e.idp.TokenCalls() != before+1 {
+		t.Errorf("token endpoint called %d times for one session refresh", e.idp.TokenCalls()-before)
+	}
+}
+
+func TestLargeSessionSplitAndNeverForwarded(t *testing.T) {
+	groups := make([]string, 60)
+	for i := range groups {
+		groups[i] = "/department/team-with-a-long-name-" + strings.Repeat("x", 5) + string(rune('a'+i%26)) + "-" + time.Duration(i).String()
+	}
+	e := newEnv(t, envOpt{idp: oidctest.Config{User: oidctest.User{Subject: "big", Claims: map[string]any{
+		"preferred_username": "big", "groups": groups}}}})
+	c, resp, _ := e.login("/")
+	if resp.StatusCode != 200 {
+		t.Fatalf("login: %d", resp.StatusCode)
+	}
+	u, _ := url.Parse(e.proxyURL)
+	chunks := 0
+	for _, ck := range c.Jar.Cookies(u) {
+		if strings.HasPrefix(ck.Name, "_podgate_") && ck.Name != "_podgate_csrf" {
+			chunks++
+			if len(ck.Value) > session.ChunkSize {
+				t.Errorf("chunk %s is %d bytes", ck.Name, len(ck.Value))
+			}
+		}
+	}
+	if chunks < 2 {
+		t.Fatalf("session not split: %d chunks", chunks)
+	}
+	resp, _ = do(t, c, "GET", e.proxyURL+"/after", nil)
+	if resp.StatusCode != 200 {
+		t.Fatalf("split session not accepted: %d", resp.StatusCode)
+	}
+	up := e.last()
+	if cookieHeaderHas(up, "_podgate") {
+		t.Fatalf("split session forwarded: %d bytes of Cookie", len(up.Header.Get("Cookie")))
+	}
+	if !strings.Contains(up.Header.Get("X-Auth-Request-Groups"), "team-with-a-long-name") {
+		t.Error("groups missing")
+	}
+}
+
+func TestOpenRedirectAfterLogin(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	for _, rd := range []string{"//evil.example", "https://evil.example/", "/\\evil.example", "/ok/path?q=1"} {
+		c := browser(t)
+		resp, _ := do(t, c, "GET", e.proxyURL+"/oauth2/start?rd="+url.QueryEscape(rd), nil)
+		got := resp.Request.URL
+		if got.Host != strings.TrimPrefix(e.proxyURL, "http://") {
+			t.Errorf("rd=%q landed on %s", rd, got)
+		}
+		want := "/"
+		if rd == "/ok/path?q=1" {
+			want = rd
+		}
+		if got.RequestURI() != want {
+			t.Errorf("rd=%q landed on %s, want %s", rd, got.RequestURI(), want)
+		}
+	}
+}

@@ -1,0 +1,245 @@
+// Package sidecar assembles the auth proxy from its options: provider discovery, verifier, session
+// store, one protected listener per --proxy, the forward-auth listener and the admin listener, and
+// runs them until the context ends, then shuts down gracefully.
+package sidecar
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"time"
+
+	"crypto/tls"
+
+	"go.uber.org/zap"
+
+	"github.com/podgate/podgate/internal/admin"
+	"github.com/podgate/podgate/internal/auth"
+	"github.com/podgate/podgate/internal/metrics"
+	"github.com/podgate/podgate/internal/options"
+	"github.com/podgate/podgate/internal/proxy"
+	"github.com/podgate/podgate/internal/session"
+)
+
+// DefaultForwardAuthAddr is where forward-auth is served when there is no --proxy and no
+// --forward-auth-addr.
+const DefaultForwardAuthAddr = ":4180"
+
+// App is one configured sidecar process.
+type App struct {
+	opts     *options.Options
+	log      *zap.Logger
+	Metrics  *metrics.Sidecar
+	Provider *auth.Provider
+	Handler  *proxy.Handler
+
+	servers []*namedServer
+	admin   *namedServer
+}
+
+type namedServer struct {
+	role string
+	addr string
+	srv  *http.Server
+	ln   net.Listener
+}
+
+// New builds the App. It does no network I/O.
+func New(o *options.Options, log *zap.Logger) (*App, error) {
+	key, err := options.DecodeCookieSecret(o.CookieSecret)
+	if err != nil {
+		return nil, fmt.Errorf("--%s: %w", options.FlagCookieSecret, err)
+	}
+	codec, err := session.NewCodec(key)
+	if err != nil {
+		return nil, err
+	}
+	client, err := providerClient(o.ProviderCAFile)
+	if err != nil {
+		return nil, err
+	}
+	m := metrics.NewSidecar()
+	keys := auth.NewKeySet("", client, o.JWKSRefreshMinInterval)
+	keys.OnFetch = func(result string) { m.JWKSRefreshes.With(result).Inc() }
+	verifier := auth.NewVerifier(keys, auth.VerifierConfig{
+		Issuer: o.IssuerURL, Audiences: o.EffectiveAudiences(),
+		Names: auth.ClaimNames{User: o.UserClaim, Groups: o.GroupsClaim},
+	})
+	verifier.OnCache = func(hit bool) {
+		if hit {
+			m.TokenCache.With("hit").Inc()
+		} else {
+			m.TokenCache.With("miss").Inc()
+		}
+	}
+	provider := auth.NewProvider(o.IssuerURL, o.DiscoveryURL, client, keys, log)
+	h := proxy.New(proxy.Config{
+		Verifier: verifier, Provider: provider,
+		Store:    session.NewStore(codec, o.EffectiveCookieName(), o.CookieSecure, o.CookieExpire, nil),
+		Policy:   auth.Policy{Roles: o.AllowedRoles, Groups: o.AllowedGroups, EmailDomains: o.AllowedEmailDomains},
+		ClientID: o.ClientID, ClientSecret: o.ClientSecret, Scopes: o.Scopes,
+		RedirectURL: o.RedirectURL, AllowedRedirectHosts: o.AllowedRedirectHosts,
+		SkipAuth: o.SkipAuth, PassAccessToken: o.PassAccessToken, CookieSecure: o.CookieSecure,
+		Metrics: m, Log: log,
+	})
+	a := &App{opts: o, log: log, Metrics: m, Provider: provider, Handler: h}
+	log.Info("configuration",
+		zap.String("issuer", o.IssuerURL), zap.String("discovery", o.DiscoveryURL), zap.String("clientId", o.ClientID),
+		zap.Strings("audiences", o.EffectiveAudiences()), zap.Strings("allowedRoles", o.AllowedRoles),
+		zap.Strings("allowedGroups", o.AllowedGroups), zap.Strings("allowedEmailDomains", o.AllowedEmailDomains),
+		zap.Int("skipRules", len(o.SkipAuth)), zap.Int("proxies", len(o.Proxies)), zap.Int("probes", len(o.Probes)),
+		zap.Bool("cookieSecure", o.CookieSecure), zap.Bool("passAccessToken", o.PassAccessToken))
+	for _, p := range o.Proxies {
+		rp := proxy.NewReverseProxy(p.Upstream, o.UpstreamTimeout, log)
+		a.servers = append(a.servers, newServer("proxy", p.Listen, h.Protect(rp)))
+	}
+	faAddr := o.ForwardAuthAddr
+	if faAddr == "" && len(o.Proxies) == 0 {
+		faAddr = DefaultForwardAuthAddr
+	}
+	if faAddr != "" {
+		a.servers = append(a.servers, newServer("forwardAuth", faAddr, h.ForwardAuth()))
+	}
+	if o.AdminAddr != "" {
+		a.admin = newServer("admin", o.AdminAddr, admin.Handler(admin.Config{
+			Ready: provider.Ready, Metrics: m.Registry, Prober: admin.NewProber(o.Probes),
+		}))
+	}
+	return a, nil
+}
+
+func newServer(role, addr string, h http.Handler) *namedServer {
+	return &namedServer{role: role, addr: addr, srv: &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		// No WriteTimeout: it would cut streaming responses and WebSockets.
+	}}
+}
+
+func providerClient(caFile string) (*http.Client, error) {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.Proxy = http.ProxyFromEnvironment
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--%s: %w", options.FlagProviderCAFile, err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--%s: %s holds no PEM certificate", options.FlagProviderCAFile, caFile)
+		}
+		t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{Transport: t, Timeout: 15 * time.Second}, nil
+}
+
+// Listen binds every listener: proxies and forward-auth first, admin last, so that /ping (the
+// startup probe) cannot answer before the protected ports accept connections.
+func (a *App) Listen() error {
+	var errs []error
+	all := a.servers
+	if a.admin != nil {
+		all = append(all[:len(all):len(all)], a.admin)
+	}
+	for _, s := range all {
+		ln, err := net.Listen("tcp", s.addr)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s listener %s: %w", s.role, s.addr, err))
+			continue
+		}
+		s.ln = ln
+	}
+	if err := errors.Join(errs...); err != nil {
+		a.closeListeners()
+		return err
+	}
+	return nil
+}
+
+func (a *App) closeListeners() {
+	for _, s := range append(a.servers, a.admin) {
+		if s != nil && s.ln != nil {
+			_ = s.ln.Close()
+		}
+	}
+}
+
+// Addr returns the bound address of the first listener with role ("proxy", "forwardAuth",
+// "admin"); index selects among proxies.
+func (a *App) Addr(role string, index int) string {
+	for _, s := range append(a.servers, a.admin) {
+		if s != nil && s.role == role && s.ln != nil {
+			if index == 0 {
+				return s.ln.Addr().String()
+			}
+			index--
+		}
+	}
+	return ""
+}
+
+// Serve runs discovery and every server until ctx ends, then gives in-flight requests
+// --shutdown-grace-period to finish. Listen must have been called.
+func (a *App) Serve(ctx context.Context) error {
+	provCtx, stopProvider := context.WithCancel(ctx)
+	defer stopProvider()
+	go a.Provider.Run(provCtx)
+
+	errc := make(chan error, len(a.servers)+1)
+	var wg sync.WaitGroup
+	serve := func(s *namedServer) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.log.Info("listening", zap.String("role", s.role), zap.String("addr", s.ln.Addr().String()))
+			if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("%s server: %w", s.role, err)
+			}
+		}()
+	}
+	for _, s := range a.servers {
+		serve(s)
+	}
+	if a.admin != nil {
+		serve(a.admin)
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	a.log.Info("shutting down", zap.Duration("gracePeriod", a.opts.ShutdownGracePeriod))
+	sctx, cancel := context.WithTimeout(context.Background(), a.opts.ShutdownGracePeriod)
+	defer cancel()
+	for _, s := range append(a.servers, a.admin) {
+		if s == nil {
+			continue
+		}
+		if err := s.srv.Shutdown(sctx); err != nil {
+			_ = s.srv.Close()
+		}
+	}
+	wg.Wait()
+	return runErr
+}
+
+// Run is New, Listen and Serve.
+func Run(ctx context.Context, o *options.Options, log *zap.Logger) error {
+	a, err := New(o, log)
+	if err != nil {
+		return err
+	}
+	if err := a.Listen(); err != nil {
+		return err
+	}
+	return a.Serve(ctx)
+}

@@ -1,0 +1,66 @@
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+
+	"go.uber.org/zap"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+)
+
+func benchRequest(n int) admission.Request {
+	pod := typicalPod("")
+	pod.Spec.Containers = nil
+	for i := 0; i < n; i++ {
+		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{
+			Name: fmt.Sprintf("c%d", i), Image: "example/app:1",
+			Ports: []corev1.ContainerPort{{Name: fmt.Sprintf("http-%d", i), ContainerPort: int32(8000 + i)}},
+			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+				Path: "/ready", Port: intstr.FromString(fmt.Sprintf("http-%d", i))}}},
+		})
+	}
+	var r admissionv1.AdmissionReview
+	if err := json.Unmarshal(review(admissionv1.Create, "Pod", mustJSON(pod), false), &r); err != nil {
+		panic(err)
+	}
+	return admission.Request{AdmissionRequest: *r.Request}
+}
+
+// BenchmarkHandle measures the handler in process (decode, namespace lookup from memory, Inject,
+// marshal twice, JSON patch). BenchmarkDecodeOnly, the baseline in the same run, only decodes the
+// pod, which any webhook must do.
+func BenchmarkHandle(b *testing.B) {
+	m, _ := NewMetrics(nil)
+	h := &Handler{Config: testConfig(), Namespaces: namespaces, NamespaceTimeout: 1e9, Log: zap.NewNop(), Metrics: m}
+	for _, n := range []int{1, 20} {
+		req := benchRequest(n)
+		b.Run(fmt.Sprintf("containers=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if r := h.Handle(context.Background(), req); !r.Allowed || len(r.Patches) == 0 {
+					b.Fatalf("%+v", r.Result)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkDecodeOnly(b *testing.B) {
+	for _, n := range []int{1, 20} {
+		req := benchRequest(n)
+		b.Run(fmt.Sprintf("containers=%d", n), func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var p corev1.Pod
+				if err := json.Unmarshal(req.Object.Raw, &p); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

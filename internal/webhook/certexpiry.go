@@ -1,0 +1,95 @@
+package webhook
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// CertWarnBefore is how long before its expiry the serving certificate is reported as expiring.
+// An expired webhook certificate makes the API server reject every opted-in pod (failurePolicy
+// Fail), so the warning must come while there is still time to renew.
+const CertWarnBefore = 14 * 24 * time.Hour
+
+// CertExpiry watches the webhook's serving certificate: it exports its expiry as a gauge (alert on
+// podgate_injector_certificate_expiry_timestamp_seconds - time() < 7d) and logs a warning while it
+// is about to expire and an error once it has. controller-runtime reloads a renewed certificate by
+// itself; this only makes an unrenewed one visible before it blocks pod creation.
+type CertExpiry struct {
+	Path     string
+	Interval time.Duration
+	Gauge    prometheus.Gauge
+	Log      *zap.Logger
+	Now      func() time.Time
+}
+
+// NewCertExpiryGauge returns the gauge, registered with reg when reg is not nil.
+func NewCertExpiryGauge(reg prometheus.Registerer) (prometheus.Gauge, error) {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "podgate_injector_certificate_expiry_timestamp_seconds",
+		Help: "NotAfter of the webhook serving certificate, as a Unix time.",
+	})
+	if reg != nil {
+		if err := reg.Register(g); err != nil {
+			return nil, err
+		}
+	}
+	return g, nil
+}
+
+// Check reads the certificate once, updates the gauge and logs when it is close to or past expiry.
+func (c *CertExpiry) Check() (time.Time, error) {
+	notAfter, err := certNotAfter(c.Path)
+	if err != nil {
+		c.Log.Error("cannot read webhook certificate", zap.String("path", c.Path), zap.Error(err))
+		return time.Time{}, err
+	}
+	c.Gauge.Set(float64(notAfter.Unix()))
+	now := c.Now()
+	switch left := notAfter.Sub(now); {
+	case left <= 0:
+		c.Log.Error("webhook certificate has expired: the API server rejects every opted-in pod until it is renewed",
+			zap.String("path", c.Path), zap.Time("notAfter", notAfter))
+	case left < CertWarnBefore:
+		c.Log.Warn("webhook certificate expires soon", zap.String("path", c.Path), zap.Time("notAfter", notAfter),
+			zap.Duration("left", left.Round(time.Minute)))
+	}
+	return notAfter, nil
+}
+
+// Start checks at once and then every Interval until ctx ends (a manager.Runnable).
+func (c *CertExpiry) Start(ctx context.Context) error {
+	t := time.NewTicker(c.Interval)
+	defer t.Stop()
+	for {
+		_, _ = c.Check()
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+func certNotAfter(path string) (time.Time, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return time.Time{}, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return time.Time{}, errors.New("no PEM certificate block")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("parsing certificate: %w", err)
+	}
+	return cert.NotAfter, nil
+}

@@ -1,0 +1,159 @@
+// Package webhook serves the pod mutation as a Kubernetes mutating admission webhook. The handler
+// only translates: AdmissionRequest → inject.Inject → a patch computed from the typed objects.
+package webhook
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/podgate/podgate/internal/inject"
+)
+
+// Path is where the API server sends pod admission reviews.
+const Path = "/mutate-v1-pod"
+
+// NamespaceGetter reads a Namespace (its labels and annotations hold per-namespace defaults). The
+// AdmissionRequest does not carry it.
+type NamespaceGetter func(ctx context.Context, name string) (*corev1.Namespace, error)
+
+// Results, the "result" label of the admissions counter.
+const (
+	ResultInjected = "injected"
+	ResultSkipped  = "skipped"
+	ResultDenied   = "denied"
+	ResultError    = "error"
+)
+
+// Metrics counts admissions by result and reason, so "why was my pod not injected" has an answer
+// on a dashboard as well as in the log.
+type Metrics struct {
+	Admissions *prometheus.CounterVec
+	Duration   prometheus.Histogram
+}
+
+// NewMetrics registers the injector's metrics on reg, every skip reason initialised at zero.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		Admissions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "podgate_injector_admissions_total",
+			Help: "Pod admission reviews by result (injected, skipped, denied, error) and reason.",
+		}, []string{"result", "reason"}),
+		Duration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "podgate_injector_admission_duration_seconds",
+			Help:    "Time to answer a pod admission review, namespace lookup included.",
+			Buckets: []float64{.0001, .0005, .001, .005, .01, .05, .1, .5, 1, 2.5},
+		}),
+	}
+	for _, r := range inject.SkipReasons {
+		m.Admissions.WithLabelValues(ResultSkipped, string(r))
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.Admissions, m.Duration} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return m, nil
+}
+
+// Handler is the admission.Handler for pods.
+type Handler struct {
+	Config     *inject.Config
+	Namespaces NamespaceGetter
+	// NamespaceTimeout bounds the namespace read so the API server's webhook timeout (≤ 5 s) is
+	// never the one that fires.
+	NamespaceTimeout time.Duration
+	Log              *zap.Logger
+	Metrics          *Metrics
+}
+
+var _ admission.Handler = (*Handler)(nil)
+
+// Handle never panics on bad input (controller-runtime recovers too, but a clear answer is
+// better): every path returns a response that says what happened.
+func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+	start := time.Now()
+	log := h.Log.With(zap.String("namespace", req.Namespace), zap.String("name", req.Name),
+		zap.String("uid", string(req.UID)), zap.Bool("dryRun", req.DryRun != nil && *req.DryRun))
+	resp, result, reason := h.handle(ctx, req, &log)
+	h.Metrics.Admissions.WithLabelValues(result, reason).Inc()
+	h.Metrics.Duration.Observe(time.Since(start).Seconds())
+	switch result {
+	case ResultInjected:
+		log.Info("pod injected")
+	case ResultSkipped:
+		log.Info("pod skipped", zap.String("reason", reason))
+	case ResultDenied:
+		log.Info("pod denied", zap.String("reason", reason), zap.String("message", resp.Result.Message))
+	default:
+		log.Error("admission failed", zap.String("reason", reason), zap.String("message", resp.Result.Message))
+	}
+	return resp
+}
+
+func (h *Handler) handle(ctx context.Context, req admission.Request, log **zap.Logger) (admission.Response, string, string) {
+	if req.Kind.Group != "" || req.Kind.Kind != "Pod" {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("podgate injects pods only, got kind %q", req.Kind.String())), ResultError, "wrongKind"
+	}
+	if req.Operation != admissionv1.Create {
+		return admission.Allowed("podgate injects on CREATE only"), ResultSkipped, "notCreate"
+	}
+	if len(req.Object.Raw) == 0 {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("the request carries no pod object")), ResultError, "noObject"
+	}
+	pod := &corev1.Pod{}
+	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)), ResultError, "undecodable"
+	}
+	if pod.Namespace == "" {
+		pod.Namespace = req.Namespace
+	}
+	if pod.Name == "" && pod.GenerateName != "" {
+		*log = (*log).With(zap.String("generateName", pod.GenerateName))
+	}
+	reason, err := inject.Decide(pod)
+	if err != nil {
+		return admission.Denied(err.Error()), ResultDenied, "invalid"
+	}
+	if reason != "" {
+		return admission.Allowed(reason.Explain()), ResultSkipped, string(reason)
+	}
+	nsCtx, cancel := context.WithTimeout(ctx, h.NamespaceTimeout)
+	defer cancel()
+	ns, err := h.Namespaces(nsCtx, pod.Namespace)
+	if err != nil {
+		// Fail closed: the namespace may hold the pod's configuration.
+		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading namespace %q: %w", pod.Namespace, err)), ResultError, "namespaceUnavailable"
+	}
+	out, rep, err := inject.Inject(pod, ns, h.Config)
+	if err != nil {
+		if _, ok := inject.AsError(err); ok {
+			return admission.Denied(err.Error()), ResultDenied, "invalid"
+		}
+		return admission.Errored(http.StatusInternalServerError, err), ResultError, "injectFailed"
+	}
+	if rep.Skipped != "" {
+		return admission.Allowed(rep.Skipped.Explain()), ResultSkipped, string(rep.Skipped)
+	}
+	// The patch is the difference between the typed pod before and after, both marshalled the
+	// same way: fields this build's API types do not know are then never touched by the patch.
+	before, err := json.Marshal(pod)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err), ResultError, "encode"
+	}
+	after, err := json.Marshal(out)
+	if err != nil {
+		return admission.Errored(http.StatusInternalServerError, err), ResultError, "encode"
+	}
+	return admission.PatchResponseFromRaw(before, after).WithWarnings(rep.Warnings...), ResultInjected, ""
+}

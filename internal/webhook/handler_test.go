@@ -1,0 +1,274 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"go.uber.org/zap"
+	admissionv1 "k8s.io/api/admission/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+
+	"github.com/podgate/podgate/internal/inject"
+)
+
+func testConfig() *inject.Config {
+	c := inject.DefaultConfig()
+	c.Image = "ghcr.io/podgate/sidecar:test"
+	c.IssuerURL = "https://keycloak.example.com/realms/demo"
+	c.ClientID = "demo"
+	return &c
+}
+
+// namespaces is an in-memory NamespaceGetter: "shop" is enabled, "plain" is not, "broken" fails.
+func namespaces(_ context.Context, name string) (*corev1.Namespace, error) {
+	switch name {
+	case "shop":
+		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{inject.LabelInjection: "enabled"},
+			Annotations: map[string]string{inject.AnnotationAllowedGroups: "/shoppers"}}}, nil
+	case "plain":
+		return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}, nil
+	}
+	return nil, errors.New("namespace lookup failed")
+}
+
+// newServer serves the real handler through controller-runtime's admission webhook, over HTTP.
+func newServer(t testing.TB) (*httptest.Server, *Metrics) {
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &Handler{Config: testConfig(), Namespaces: namespaces, NamespaceTimeout: 1e9, Log: zap.NewNop(), Metrics: m}
+	srv := httptest.NewServer(&ctrlwebhook.Admission{Handler: h})
+	t.Cleanup(srv.Close)
+	return srv, m
+}
+
+func typicalPod(ns string) *corev1.Pod {
+	return &corev1.Pod{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "web-", Namespace: ns, Annotations: map[string]string{inject.AnnotationInject: "true"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{
+			Name: "web", Image: "example/web:1",
+			Ports:          []corev1.ContainerPort{{Name: "http", ContainerPort: 8080}},
+			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("http")}}},
+		}}},
+	}
+}
+
+func review(op admissionv1.Operation, kind string, obj []byte, dryRun bool) []byte {
+	r := admissionv1.AdmissionReview{
+		TypeMeta: metav1.TypeMeta{APIVersion: "admission.k8s.io/v1", Kind: "AdmissionReview"},
+		Request: &admissionv1.AdmissionRequest{
+			UID: types.UID("uid-1"), Kind: metav1.GroupVersionKind{Version: "v1", Kind: kind},
+			Resource: metav1.GroupVersionResource{Version: "v1", Resource: "pods"}, Namespace: "shop",
+			Operation: op, Object: runtime.RawExtension{Raw: obj}, DryRun: &dryRun,
+		},
+	}
+	b, _ := json.Marshal(r)
+	return b
+}
+
+func post(t testing.TB, srv *httptest.Server, body []byte) *admissionv1.AdmissionResponse {
+	t.Helper()
+	resp, err := http.Post(srv.URL+Path, "application/json", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	var out admissionv1.AdmissionReview
+	if err := json.Unmarshal(b, &out); err != nil || out.Response == nil {
+		t.Fatalf("not an AdmissionReview (status %d): %s", resp.StatusCode, b)
+	}
+	return out.Response
+}
+
+func mustJSON(v any) []byte { b, _ := json.Marshal(v); return b }
+
+func TestInjectsOverHTTP(t *testing.T) {
+	srv, m := newServer(t)
+	pod := typicalPod("")
+	raw := mustJSON(pod)
+	for _, dry := range []bool{false, true} {
+		r := post(t, srv, review(admissionv1.Create, "Pod", raw, dry))
+		if !r.Allowed || r.PatchType == nil || *r.PatchType != admissionv1.PatchTypeJSONPatch || r.UID != "uid-1" {
+			t.Fatalf("dryRun=%v: response %+v", dry, r)
+		}
+		patch, err := jsonpatch.DecodePatch(r.Patch)
+		if err != nil {
+			t.Fatal(err)
+		}
+		patched, err := patch.Apply(raw)
+		if err != nil {
+			t.Fatalf("patch does not apply to the original object: %v\n%s", err, r.Patch)
+		}
+		var got corev1.Pod
+		if err := json.Unmarshal(patched, &got); err != nil {
+			t.Fatal(err)
+		}
+		// The patch must produce exactly what the pure function produces (namespace from the request).
+		pod.Namespace = "shop"
+		want, _, err := inject.Inject(pod, must(namespaces(context.Background(), "shop")), testConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		want.Namespace = ""
+		if !bytes.Equal(mustJSON(want), mustJSON(&got)) {
+			t.Fatalf("patched pod differs from Inject's:\n got %s\nwant %s", mustJSON(&got), mustJSON(want))
+		}
+		if !strings.Contains(strings.Join(got.Spec.InitContainers[0].Args, " "), "--allowed-group=/shoppers") {
+			t.Fatalf("namespace annotation not applied: %q", got.Spec.InitContainers[0].Args)
+		}
+		pod = typicalPod("")
+	}
+	unnamed := typicalPod("")
+	unnamed.Spec.Containers[0].Ports[0].Name = ""
+	unnamed.Spec.Containers[0].ReadinessProbe = nil
+	r := post(t, srv, review(admissionv1.Create, "Pod", mustJSON(unnamed), false))
+	if !r.Allowed || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "targetPort: http-8080") {
+		t.Fatalf("no warning about the unnamed port: %+v", r.Warnings)
+	}
+	if n := testutil.ToFloat64(m.Admissions.WithLabelValues(ResultInjected, "")); n != 3 {
+		t.Fatalf("injected counter = %v", n)
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
+}
+
+// TestBadRequests: every malformed or unexpected request gets a clear AdmissionReview answer.
+func TestBadRequests(t *testing.T) {
+	srv, m := newServer(t)
+	pod := typicalPod("")
+	plain := typicalPod("")
+	plain.Annotations = nil
+	optedOut := typicalPod("")
+	optedOut.Annotations[inject.AnnotationInject] = "false"
+	badAnn := typicalPod("")
+	badAnn.Annotations[inject.AnnotationCookieSecure] = "maybe"
+	badAnn.Annotations[inject.AnnotationPorts] = "nope"
+	huge := typicalPod("")
+	huge.Annotations["example.com/blob"] = strings.Repeat("x", 3<<20)
+	for _, tc := range []struct {
+		name    string
+		body    []byte
+		allowed bool
+		code    int32
+		msg     string
+	}{
+		{"malformed review", []byte(`{"apiVersion":`), false, 400, ""},
+		{"malformed pod", review(admissionv1.Create, "Pod", []byte(`{"spec":{"containers":"nope"}}`), false), false, 400, "decoding the pod"},
+		{"wrong kind", review(admissionv1.Create, "Service", mustJSON(pod), false), false, 400, "pods only"},
+		{"empty object", review(admissionv1.Create, "Pod", nil, false), false, 400, "no pod object"},
+		{"empty pod", review(admissionv1.Create, "Pod", []byte(`{}`), false), true, 0, "neither the annotation"},
+		{"json null", review(admissionv1.Create, "Pod", []byte(`null`), false), false, 400, "no pod object"},
+		{"delete", review(admissionv1.Delete, "Pod", nil, false), true, 0, "CREATE only"},
+		{"update", review(admissionv1.Update, "Pod", mustJSON(pod), false), true, 0, "CREATE only"},
+		{"not opted in", review(admissionv1.Create, "Pod", mustJSON(plain), false), true, 0, "neither"},
+		{"opted out", review(admissionv1.Create, "Pod", mustJSON(optedOut), false), true, 0, "=false"},
+		{"invalid annotations", review(admissionv1.Create, "Pod", mustJSON(badAnn), false), false, 403, `annotation "podgate.io/cookie-secure": value "maybe"`},
+		{"huge pod", review(admissionv1.Create, "Pod", mustJSON(huge), false), true, 0, ""},
+		{"too large", review(admissionv1.Create, "Pod", []byte(`{"x":"`+strings.Repeat("y", 8<<20)+`"}`), false), false, 413, "too large"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := post(t, srv, tc.body)
+			if r.Allowed != tc.allowed {
+				t.Fatalf("allowed = %v, want %v: %+v", r.Allowed, tc.allowed, r.Result)
+			}
+			if tc.code != 0 && (r.Result == nil || r.Result.Code != tc.code) {
+				t.Fatalf("result %+v, want code %d", r.Result, tc.code)
+			}
+			if tc.msg != "" && (r.Result == nil || !strings.Contains(r.Result.Message, tc.msg)) {
+				t.Fatalf("message %+v does not contain %q", r.Result, tc.msg)
+			}
+			if badAnn := tc.name == "invalid annotations"; badAnn && !strings.Contains(r.Result.Message, inject.AnnotationPorts) {
+				t.Fatalf("not every problem listed: %s", r.Result.Message)
+			}
+		})
+	}
+	if n := testutil.ToFloat64(m.Admissions.WithLabelValues(ResultSkipped, string(inject.SkipOptedOut))); n != 1 {
+		t.Fatalf("optedOut counter = %v", n)
+	}
+	if n := testutil.ToFloat64(m.Admissions.WithLabelValues(ResultDenied, "invalid")); n != 1 {
+		t.Fatalf("denied counter = %v", n)
+	}
+}
+
+func TestNamespaceHandling(t *testing.T) {
+	srv, m := newServer(t)
+	for _, tc := range []struct {
+		ns      string
+		allowed bool
+		msg     string
+	}{
+		{"plain", true, "not labelled"},
+		{"broken", false, `reading namespace "broken"`},
+	} {
+		pod := typicalPod(tc.ns)
+		r := post(t, srv, review(admissionv1.Create, "Pod", mustJSON(pod), false))
+		if r.Allowed != tc.allowed || r.Patch != nil || !strings.Contains(r.Result.Message, tc.msg) {
+			t.Fatalf("namespace %s: %+v %+v", tc.ns, r, r.Result)
+		}
+	}
+	if n := testutil.ToFloat64(m.Admissions.WithLabelValues(ResultError, "namespaceUnavailable")); n != 1 {
+		t.Fatalf("error counter = %v", n)
+	}
+}
+
+// FuzzHandler feeds arbitrary pod JSON through the real handler: it must always answer with an
+// AdmissionReview and never panic; when it allows with a patch, the patch must apply.
+func FuzzHandler(f *testing.F) {
+	srv, _ := newServer(f)
+	f.Add(mustJSON(typicalPod("")))
+	f.Add([]byte(`{}`))
+	f.Add([]byte(`{"metadata":{"annotations":{"podgate.io/inject":"true"}},"spec":{"containers":[{"name":"a","ports":[{"containerPort":4190}]}]}}`))
+	f.Add([]byte(`{"metadata":{"labels":{"podgate.io/inject":"true"},"annotations":{"podgate.io/ports":"x,1"}},"spec":{"hostNetwork":true,"containers":[{"name":"a","livenessProbe":{"grpc":{"port":1}},"ports":[{"name":"x","containerPort":1,"protocol":"UDP"}]}]}}`))
+	f.Fuzz(func(t *testing.T, obj []byte) {
+		body := review(admissionv1.Create, "Pod", obj, false)
+		resp, err := http.Post(srv.URL+Path, "application/json", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var out admissionv1.AdmissionReview
+		if err := json.Unmarshal(b, &out); err != nil || out.Response == nil {
+			t.Fatalf("no AdmissionReview for %q: %s", obj, b)
+		}
+		if r := out.Response; r.Allowed && len(r.Patch) > 0 {
+			p, err := jsonpatch.DecodePatch(r.Patch)
+			if err != nil {
+				t.Fatalf("bad patch: %v", err)
+			}
+			if _, err := p.Apply(obj); err != nil {
+				// The typed round trip may normalise the input (e.g. duplicate keys); the patch
+				// must still apply to the normalised form.
+				var pod corev1.Pod
+				if json.Unmarshal(obj, &pod) == nil {
+					if _, err2 := p.Apply(mustJSON(&pod)); err2 != nil {
+						t.Fatalf("patch does not apply: %v / %v", err, err2)
+					}
+				}
+			}
+		}
+	})
+}

@@ -1,0 +1,215 @@
+// Package manifests holds no Go code, only this test: it renders the kustomize base and every
+// overlay with kustomize's own library and checks the properties the injector's safety rests on.
+package manifests
+
+import (
+	"encoding/base64"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"sigs.k8s.io/kustomize/api/krusty"
+	"sigs.k8s.io/kustomize/api/resmap"
+	"sigs.k8s.io/kustomize/kyaml/filesys"
+	"sigs.k8s.io/yaml"
+
+	"github.com/podgate/podgate/internal/devcerts"
+)
+
+// render builds dir, relative to root: a scratch copy of this directory, so the dev certificates
+// the test generates never touch the work tree.
+func render(t *testing.T, root, dir string) resmap.ResMap {
+	t.Helper()
+	k := krusty.MakeKustomizer(krusty.MakeDefaultOptions())
+	m, err := k.Run(filesys.MakeFsOnDisk(), filepath.Join(root, dir))
+	if err != nil {
+		t.Fatalf("kustomize build %s: %v", dir, err)
+	}
+	return m
+}
+
+func scratchCopy(t *testing.T) string {
+	t.Helper()
+	root := t.TempDir()
+	err := filepath.Walk(".", func(p string, info os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		if info.IsDir() {
+			return os.MkdirAll(filepath.Join(root, p), 0o755)
+		}
+		if strings.HasSuffix(p, ".go") {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(root, p), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := devcerts.Ensure(devcerts.Options{Dir: filepath.Join(root, "overlays/dev/certs"), Service: "podgate-injector",
+		Namespace: "podgate-system", Validity: 24 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	return root
+}
+
+type object = map[string]any
+
+func objects(t *testing.T, m resmap.ResMap) map[string]object {
+	t.Helper()
+	out := map[string]object{}
+	for _, r := range m.Resources() {
+		b, err := r.AsYAML()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var o object
+		if err := yaml.Unmarshal(b, &o); err != nil {
+			t.Fatal(err)
+		}
+		out[r.GetKind()+"/"+r.GetName()] = o
+	}
+	return out
+}
+
+// get walks a path of map keys and slice indexes.
+func get(v any, path ...any) any {
+	for _, p := range path {
+		switch k := p.(type) {
+		case string:
+			m, _ := v.(map[string]any)
+			v = m[k]
+		case int:
+			s, _ := v.([]any)
+			if k >= len(s) {
+				return nil
+			}
+			v = s[k]
+		}
+	}
+	return v
+}
+
+func TestEveryOverlayRenders(t *testing.T) {
+	root := scratchCopy(t)
+	dirs := []string{"base"}
+	overlays, _ := filepath.Glob("overlays/*")
+	dirs = append(dirs, overlays...)
+	if len(dirs) < 3 {
+		t.Fatalf("expected base, dev and cert-manager, found %v", dirs)
+	}
+	for _, d := range dirs {
+		t.Run(d, func(t *testing.T) {
+			objs := objects(t, render(t, root, d))
+			checkCommon(t, objs)
+		})
+	}
+}
+
+func checkCommon(t *testing.T, objs map[string]object) {
+	for _, want := range []string{"Namespace/podgate-system", "ServiceAccount/podgate-injector", "ClusterRole/podgate-injector",
+		"ClusterRoleBinding/podgate-injector", "ConfigMap/podgate-injector-config", "Deployment/podgate-injector",
+		"PodDisruptionBudget/podgate-injector", "Service/podgate-injector", "MutatingWebhookConfiguration/podgate-injector"} {
+		if objs[want] == nil {
+			t.Errorf("%s missing", want)
+		}
+	}
+	wh := get(objs["MutatingWebhookConfiguration/podgate-injector"], "webhooks", 0)
+	for _, c := range []struct {
+		path []any
+		want any
+	}{
+		{[]any{"failurePolicy"}, "Fail"},
+		{[]any{"sideEffects"}, "None"},
+		{[]any{"reinvocationPolicy"}, "IfNeeded"},
+		{[]any{"admissionReviewVersions", 0}, "v1"},
+		{[]any{"clientConfig", "service", "name"}, "podgate-injector"},
+		{[]any{"clientConfig", "service", "namespace"}, "podgate-system"},
+		{[]any{"clientConfig", "service", "path"}, "/mutate-v1-pod"},
+		{[]any{"namespaceSelector", "matchLabels", "podgate.io/injection"}, "enabled"},
+	} {
+		if got := get(wh, c.path...); got != c.want {
+			t.Errorf("webhook %v = %v, want %v", c.path, got, c.want)
+		}
+	}
+	if ts, _ := get(wh, "timeoutSeconds").(float64); ts < 1 || ts > 5 {
+		t.Errorf("timeoutSeconds = %v", ts)
+	}
+	excluded, _ := get(wh, "namespaceSelector", "matchExpressions", 0, "values").([]any)
+	for _, ns := range []string{"kube-system", "kube-public", "kube-node-lease", "podgate-system"} {
+		if !slices.Contains(excluded, any(ns)) || get(wh, "namespaceSelector", "matchExpressions", 0, "operator") != "NotIn" {
+			t.Errorf("namespaceSelector does not exclude %s", ns)
+		}
+	}
+	// The objectSelector must exclude the injector's own pods: their label is in its NotIn list.
+	podLabel := get(objs["Deployment/podgate-injector"], "spec", "template", "metadata", "labels", "app.kubernetes.io/name")
+	if v, _ := get(wh, "objectSelector", "matchExpressions", 0, "values").([]any); !slices.Contains(v, podLabel) {
+		t.Errorf("objectSelector %v does not exclude the injector's pods (%v)", v, podLabel)
+	}
+	dep := objs["Deployment/podgate-injector"]
+	if get(dep, "spec", "replicas") != float64(2) || get(dep, "metadata", "namespace") != "podgate-system" {
+		t.Errorf("deployment replicas/namespace wrong")
+	}
+	c := get(dep, "spec", "template", "spec", "containers", 0)
+	if get(c, "securityContext", "readOnlyRootFilesystem") != true || get(c, "securityContext", "allowPrivilegeEscalation") != false ||
+		get(dep, "spec", "template", "spec", "securityContext", "runAsNonRoot") != true {
+		t.Errorf("injector container is not restricted")
+	}
+	if img, _ := get(c, "image").(string); !strings.HasPrefix(img, "ghcr.io/podgate/injector:") && !strings.Contains(img, "/injector:") {
+		t.Errorf("injector image %q", img)
+	}
+	svc := objs["Service/podgate-injector"]
+	if get(svc, "spec", "ports", 0, "port") != float64(443) || get(svc, "spec", "ports", 0, "targetPort") != "webhook" ||
+		get(c, "ports", 0, "name") != "webhook" || get(c, "ports", 0, "containerPort") != float64(9443) {
+		t.Errorf("service 443 → webhook 9443 wiring wrong")
+	}
+	rules, _ := get(objs["ClusterRole/podgate-injector"], "rules").([]any)
+	if len(rules) != 1 || get(rules[0], "resources", 0) != "namespaces" || len(get(rules[0], "verbs").([]any)) != 3 {
+		t.Errorf("RBAC is not least privilege: %v", rules)
+	}
+	for _, v := range get(rules[0], "verbs").([]any) {
+		if !slices.Contains([]any{"get", "list", "watch"}, v) {
+			t.Errorf("RBAC verb %v", v)
+		}
+	}
+	for name, o := range objs {
+		if ns := get(o, "metadata", "namespace"); ns != nil && ns != "podgate-system" {
+			t.Errorf("%s lands in namespace %v", name, ns)
+		}
+	}
+}
+
+func TestDevOverlayCarriesCABundle(t *testing.T) {
+	root := scratchCopy(t)
+	objs := objects(t, render(t, root, "overlays/dev"))
+	ca, err := os.ReadFile(filepath.Join(root, "overlays/dev/certs/ca.crt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bundle, _ := get(objs["MutatingWebhookConfiguration/podgate-injector"], "webhooks", 0, "clientConfig", "caBundle").(string)
+	got, err := base64.StdEncoding.DecodeString(strings.ReplaceAll(bundle, "\n", ""))
+	if err != nil || string(got) != string(ca) {
+		t.Fatalf("caBundle is not the dev CA (err %v)", err)
+	}
+	if sec := objs["Secret/podgate-injector-tls"]; get(sec, "type") != "kubernetes.io/tls" || get(sec, "data", "tls.crt") == nil {
+		t.Fatalf("TLS secret missing or wrong: %v", sec)
+	}
+}
+
+func TestCertManagerOverlayInjectsCA(t *testing.T) {
+	root := scratchCopy(t)
+	objs := objects(t, render(t, root, "overlays/cert-manager"))
+	if get(objs["MutatingWebhookConfiguration/podgate-injector"], "metadata", "annotations", "cert-manager.io/inject-ca-from") != "podgate-system/podgate-injector" {
+		t.Fatal("inject-ca-from annotation missing")
+	}
+	if get(objs["Certificate/podgate-injector"], "spec", "secretName") != "podgate-injector-tls" {
+		t.Fatal("certificate does not write the Secret the deployment mounts")
+	}
+}
