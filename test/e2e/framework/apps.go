@@ -35,13 +35,13 @@ const (
 	ForwardAuthSidecarIP = "198.19.0.41"                // the standalone sidecar's Service
 	ForwardAuthEchoIP    = "198.19.0.42"                // the app nginx protects
 	ForwardAuthNS        = "podgate-forward-auth"
-	restrictedNamespace  = "restricted"
+	PSARestricted        = "restricted" // the Pod Security level injected pods must pass
 )
 
 // InjectedNamespaceLabels enable injection and enforce the restricted Pod Security level, which
 // injected pods must still pass.
 func InjectedNamespaceLabels() map[string]string {
-	return map[string]string{LabelInjection: "enabled", LabelPSAEnforce: restrictedNamespace}
+	return map[string]string{LabelInjection: "enabled", LabelPSAEnforce: PSARestricted}
 }
 
 // EchoApp describes a Deployment of the echo app (and optionally a Service for it).
@@ -224,7 +224,7 @@ func ForwardAuthSidecar(issuer string) *appsv1.Deployment {
 // DeployForwardAuth deploys the standalone sidecar and a plain (not injected) echo app behind
 // fixed ClusterIPs, for nginx on the host to put together.
 func (k *Kube) DeployForwardAuth(ctx context.Context, issuer string) error {
-	if err := k.EnsureNamespace(ctx, ForwardAuthNS, map[string]string{LabelPSAEnforce: restrictedNamespace}); err != nil {
+	if err := k.EnsureNamespace(ctx, ForwardAuthNS, map[string]string{LabelPSAEnforce: PSARestricted}); err != nil {
 		return err
 	}
 	if err := k.EnsureSidecarSecret(ctx, ForwardAuthNS); err != nil {

@@ -52,12 +52,6 @@ func (k *Kube) Run(ctx context.Context, stdin string, args ...string) (string, e
 	return stdout.String(), nil
 }
 
-// Apply applies YAML manifests.
-func (k *Kube) Apply(ctx context.Context, yaml string) error {
-	_, err := k.Run(ctx, yaml, "apply", "-f", "-")
-	return err
-}
-
 // Eventually polls cond every interval until it reports done, returns an error, or timeout passes;
 // a timeout error includes the last reason cond gave, so a failed wait explains itself.
 func Eventually(ctx context.Context, timeout, interval time.Duration, what string, cond func(ctx context.Context) (done bool, reason string, err error)) error {

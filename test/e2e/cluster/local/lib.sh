@@ -37,8 +37,7 @@ export KUBECONFIG=$PKI/admin.kubeconfig
 # The cluster components, in start order; teardown stops them in reverse.
 COMPONENTS="etcd kube-apiserver containerd kube-controller-manager kube-scheduler kubelet kube-proxy"
 
-T0=${T0:-$(date +%s.%N)}
-log() { printf '[%7.1fs] %s\n' "$(echo "$(date +%s.%N) - $T0" | bc)" "$*" >&2; }
+log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
 ctr_() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
