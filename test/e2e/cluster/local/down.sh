@@ -73,7 +73,11 @@ done
 if [[ -f $RUN/created-links ]]; then
 	for l in $(cat "$RUN/created-links"); do ip link show "$l" >/dev/null 2>&1 && try ip link del "$l"; done
 fi
-nft delete table inet "$GUARD_TABLE" 2>/dev/null
+if nft list table inet "$GUARD_TABLE" >/dev/null 2>&1; then
+	dropped=$(nft list table inet "$GUARD_TABLE" | awk '/counter packets/ {for (i = 1; i < NF; i++) if ($i == "packets") n += $(i + 1)} END {print n + 0}')
+	log "guard: $dropped packets from or to 198.18.0.0/15 stopped at the uplink during the run"
+	nft delete table inet "$GUARD_TABLE"
+fi
 
 # 6. iptables: kube-proxy's own cleanup, then any KUBE-* chain that did not exist before (kubelet's canaries).
 [[ -x $K8S_BIN/kube-proxy ]] && "$K8S_BIN/kube-proxy" --cleanup >"$PODGATE_E2E_LOGS/kube-proxy-cleanup.log" 2>&1
