@@ -736,6 +736,23 @@ func TestBurstOfThirtyPods(t *testing.T) {
 	note("burst: %d pods created in %.1fs, all Ready in %.1fs", replicas, createdIn.Seconds(), readyIn.Seconds())
 	note("webhook admission latency during the burst (apiserver_admission_webhook_admission_duration_seconds, %d calls): mean %.1f ms, p50 ≈ %.1f ms, p99 ≈ %.1f ms",
 		int(d.Count), d.Mean()*1000, d.Quantile(0.5)*1000, d.Quantile(0.99)*1000)
+	// Idle memory of the 30 sidecars (they answered only probes) and of the injector replicas.
+	if mem, err := kube.ContainerMemory(ctx); err != nil {
+		t.Logf("no memory figures: %v", err)
+	} else {
+		var sidecarWS, sidecarRSS, injectorWS []uint64
+		for _, m := range mem {
+			switch {
+			case m.Namespace == ns && m.Container == sidecarName:
+				sidecarWS, sidecarRSS = append(sidecarWS, m.WorkingSetBytes), append(sidecarRSS, m.RSSBytes)
+			case m.Namespace == framework.InjectorNamespace:
+				injectorWS = append(injectorWS, m.WorkingSetBytes)
+			}
+		}
+		note("idle sidecar memory over %d pods (kubelet, cgroup; min / median / max): working set %s, anonymous RSS %s",
+			len(sidecarWS), framework.MemorySpread(sidecarWS), framework.MemorySpread(sidecarRSS))
+		note("injector working set per replica after the burst: %s", framework.MemorySpread(injectorWS))
+	}
 	if d.Count < replicas-1 {
 		t.Errorf("the API server called the webhook %v times for %d new pods", d.Count, replicas-1)
 	}
