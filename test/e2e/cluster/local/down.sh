@@ -54,8 +54,7 @@ stop kube-apiserver
 stop etcd # after the API server, which would otherwise hang on its way out
 
 # 4. Mounts under the state directory (deepest first) and the pod network namespaces we created.
-awk -v root="$PODGATE_E2E_STATE" 'index($2, root) == 1 {print $2}' /proc/self/mounts | sort -r |
-	while read -r m; do try umount -l "$m"; done
+while read -r m; do try umount -l "$m"; done < <(awk -v root="$PODGATE_E2E_STATE" 'index($2, root) == 1 {print $2}' /proc/self/mounts | sort -r)
 if [[ -f $RUN/netns-before ]]; then
 	for n in $(ls /var/run/netns 2>/dev/null); do
 		grep -qx "$n" "$RUN/netns-before" && continue

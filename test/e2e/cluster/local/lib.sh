@@ -4,7 +4,7 @@
 #   $PODGATE_E2E_CACHE  built binaries and downloads, keyed by version; never removed by teardown
 #   $PODGATE_E2E_STATE  everything a running cluster owns (PKI, etcd data, containerd root, PID files);
 #                       teardown removes it
-#   $PODGATE_E2E_LOGS   component logs, kept after teardown for post-mortems, reset by the next `up`
+#   $PODGATE_E2E_LOGS   component logs, kept after teardown for post-mortems, emptied when run.sh starts a run
 
 set -o errexit -o nounset -o pipefail
 
