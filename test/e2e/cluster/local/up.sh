@@ -2,9 +2,9 @@
 # Brings up a single-node Kubernetes cluster as plain processes: etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, containerd, kubelet and kube-proxy (iptables mode).
 #   up.sh [all]     everything below, in order
-#   up.sh network   record the host's state, then the node IP, pod bridge, service route, nft guard, sysctls
-#   up.sh cluster   PKI, control plane, node, kube-proxy; waits until the node is Ready
-# Images (the pause image at least) are imported by images.sh between `network` and `cluster`.
+#   up.sh network     record the host's state, then the node IP, pod bridge, service route, nft guard, sysctls
+#   up.sh containerd  containerd alone, so images.sh can import the images (the pause image first of all)
+#   up.sh cluster     PKI, control plane, node, kube-proxy; waits until the node is Ready
 # Every change to the host is recorded under $RUN first, so down.sh can undo exactly that.
 source "$(dirname "$0")/lib.sh"
 
