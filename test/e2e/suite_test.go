@@ -360,6 +360,19 @@ func TestBrowserLogin(t *testing.T) {
 		t.Errorf("home page: HTTP %d %.200q, want the greeting for alice", resp.StatusCode, home)
 	}
 
+	// Signing out ends the Keycloak session too: coming back asks for the password again.
+	resp, err = b.Get(ctx, framework.DemoURL+"/oauth2/sign_out?rd=%2Fagain")
+	if err != nil {
+		t.Fatal(err)
+	}
+	after, _ := readAll(resp)
+	if _, _, err := framework.LoginForm(after); err != nil || !strings.HasPrefix(resp.Request.URL.String(), suite.Keycloak.Issuer()) {
+		t.Errorf("after sign-out the browser ended on %s (HTTP %d), want Keycloak's login form: %v", resp.Request.URL, resp.StatusCode, err)
+	}
+	if !visited(b, suite.Keycloak.Issuer()+"/protocol/openid-connect/logout") {
+		t.Errorf("sign-out did not go through Keycloak's end-session endpoint: %v", b.Visited)
+	}
+
 	// A user without the role logs in fine and is refused by podgate.
 	bob := framework.NewBrowser()
 	page, err = bob.Login(ctx, framework.DemoURL+"/after-login", framework.DeniedUser, framework.DeniedPass)
