@@ -9,7 +9,6 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -30,9 +29,6 @@ var (
 	// expiredToken is a Keycloak token minted at start-up by a client whose tokens live 10 s: by the
 	// time the bearer tests run it has expired for real.
 	expiredToken framework.Token
-
-	// injectorMissing is why the injector could not be deployed, if it could not.
-	injectorMissing error
 
 	notesMu sync.Mutex
 	notes   []string
@@ -70,11 +66,7 @@ func run(m *testing.M) (code int) {
 		fmt.Fprintln(os.Stderr, "e2e: setup:", err)
 		return 1
 	}
-	err = stack.Phases.Run("deploy injector", func() error { return stack.DeployInjector(ctx) })
-	switch {
-	case errors.Is(err, framework.ErrNoManifests):
-		injectorMissing = err // the injector's tests skip; the platform tests still run
-	case err != nil:
+	if err := stack.Phases.Run("deploy injector", func() error { return stack.DeployInjector(ctx) }); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: setup:", err)
 		return 1
 	}
@@ -110,12 +102,4 @@ func printSummary(code int) {
 	fmt.Fprintf(&b, "result: %s (component logs: %s)\n", result, framework.LogDir())
 	b.WriteString("=============================================================\n")
 	fmt.Print(b.String())
-}
-
-// requireInjector skips a test that needs the injector when there is none to deploy.
-func requireInjector(t *testing.T) {
-	t.Helper()
-	if injectorMissing != nil {
-		t.Skip(injectorMissing)
-	}
 }

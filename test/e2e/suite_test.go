@@ -38,7 +38,6 @@ var noRedirects = &http.Client{
 
 // 1. The injector Deployment becomes ready from the manifests; the webhook is registered.
 func TestInjectorDeployedFromManifests(t *testing.T) {
-	requireInjector(t)
 	ctx := suiteCtx
 	kube := suite.Kube
 	d, err := kube.Client.AppsV1().Deployments(framework.InjectorNamespace).Get(ctx, framework.InjectorDeployment, metav1.GetOptions{})
@@ -81,7 +80,6 @@ func TestInjectorDeployedFromManifests(t *testing.T) {
 // 2. An opted-in Deployment in a labelled, restricted namespace: pods Running and Ready with the
 // sidecar as a native sidecar, ports and probes rewritten, the status annotation set.
 func TestInjectedDeployment(t *testing.T) {
-	requireInjector(t)
 	ctx := suiteCtx
 	kube := suite.Kube
 	pods := deployInjectedApp(t, injectedNS, "web", 2)
@@ -226,7 +224,6 @@ func portByName(ports []corev1.ContainerPort, name string) int32 {
 
 // 3. An unlabelled namespace, and an opted-out or silent pod in a labelled one: untouched.
 func TestPodsNotOptedInAreUntouched(t *testing.T) {
-	requireInjector(t)
 	ctx := suiteCtx
 	kube := suite.Kube
 	const plainNS, labelledNS = "e2e-untouched-plain", "e2e-untouched-labelled"
@@ -277,7 +274,6 @@ var demoOnce = sync.OnceValue(func() error {
 
 func requireDemo(t *testing.T) {
 	t.Helper()
-	requireInjector(t)
 	if err := demoOnce(); err != nil {
 		t.Fatal(err)
 	}
@@ -519,7 +515,6 @@ func tokenExpiry(t *testing.T, jwt string) time.Time {
 // 7. Forward-auth: the sidecar deployed on its own, Debian's nginx with auth_request in front of
 // the app, the same login and identity headers.
 func TestForwardAuthWithNginx(t *testing.T) {
-	requireInjector(t) // the sidecar image comes with the same merge
 	ctx := suiteCtx
 	kube := suite.Kube
 	if err := kube.DeployForwardAuth(ctx, suite.Keycloak.Issuer()); err != nil {
@@ -610,7 +605,6 @@ func TestForwardAuthWithNginx(t *testing.T) {
 // 8. Fail closed: with the injector scaled to zero, an opted-in pod in a labelled namespace is
 // rejected with a clear message; pods elsewhere, kube-system included, are unaffected.
 func TestFailClosedWithoutInjector(t *testing.T) {
-	requireInjector(t)
 	ctx := suiteCtx
 	kube := suite.Kube
 	const ns = "e2e-fail-closed"
@@ -692,7 +686,6 @@ func scaleInjector(t *testing.T, replicas int32) int32 {
 // 9. A burst: a Deployment scaled to 30 replicas; every pod injected, none rejected; the API
 // server's admission latency for the webhook recorded.
 func TestBurstOfThirtyPods(t *testing.T) {
-	requireInjector(t)
 	ctx := suiteCtx
 	kube := suite.Kube
 	const ns, replicas = "e2e-burst", 30

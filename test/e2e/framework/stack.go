@@ -2,7 +2,6 @@ package framework
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -131,6 +130,3 @@ func (s *Stack) Summary(w io.Writer) {
 	fmt.Fprintf(w, "podgate e2e (%s provider) phases:\n", s.Provider.Name())
 	s.Phases.Write(w)
 }
-
-// ErrNoManifests means the e2e overlay is missing, so there is no injector to deploy.
-var ErrNoManifests = errors.New("manifests/overlays/e2e not found")
