@@ -116,8 +116,10 @@ func (k *Kind) Destroy(ctx context.Context) error {
 	for _, cidr := range kindRoutes {
 		_ = exec.CommandContext(ctx, "ip", "route", "del", cidr).Run() // absent when Create did not get that far
 	}
-	if err := k.kind(ctx, "delete", "cluster", "--name", k.ClusterName, "--kubeconfig", k.Kubeconfig()); err != nil {
-		errs = append(errs, err.Error())
+	if _, err := exec.LookPath("kind"); err == nil { // without kind there is no kind cluster to delete
+		if err := k.kind(ctx, "delete", "cluster", "--name", k.ClusterName, "--kubeconfig", k.Kubeconfig()); err != nil {
+			errs = append(errs, err.Error())
+		}
 	}
 	// The host side: NodeIP, the guard table, Keycloak and anything else recorded by PID.
 	if err := k.Scripts.Run(ctx, "cluster/local/down.sh"); err != nil {
