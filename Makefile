@@ -44,6 +44,7 @@ test: ## Run every test (with the race detector where it is cheap)
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	$(GO) vet -tags e2e ./test/e2e/...
 
 .PHONY: bench
 bench: ## Run the benchmarks (BENCH=regexp, BENCHTIME=1s)
@@ -75,6 +76,18 @@ images: build ## Build every Dockerfile.<name> as REGISTRY/<name>:VERSION (BASE=
 			$(CONTAINER_TOOL) build $(if $(BASE),--build-arg BASE=$(BASE)) -f Dockerfile.$$name -t $(REGISTRY)/$$name:$(VERSION) . ; \
 		fi; \
 	done
+
+.PHONY: e2e
+e2e: ## End to end, as root: install, build, start a cluster and Keycloak, test, tear down (docs/e2e.md)
+	bash test/e2e/run.sh test
+
+.PHONY: demo
+demo: ## The e2e stack plus a demo app, left running: prints the URL, a user, the KUBECONFIG
+	bash test/e2e/run.sh demo
+
+.PHONY: demo-down
+demo-down: ## Tear down the demo (or whatever an interrupted make e2e left)
+	bash test/e2e/run.sh down
 
 .PHONY: clean
 clean: ## Remove bin/

@@ -1,0 +1,111 @@
+// Command echo is the e2e tests' and the demo's app: it answers every request with the request
+// it received, so a test can see exactly which headers got past podgate's sidecar (the identity
+// headers it added, and none of the ones a client tried to spoof). A browser asking for "/" gets a
+// small HTML page greeting the user instead. It is deliberately unaware of authentication.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"html/template"
+	"log"
+	"net/http"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Echo is the JSON body of every non-HTML answer. Tests decode it, so its shape is a contract with
+// test/e2e.
+type Echo struct {
+	Name    string              `json:"name"`
+	Method  string              `json:"method"`
+	Path    string              `json:"path"`
+	Query   string              `json:"query,omitempty"`
+	Host    string              `json:"host"`
+	Remote  string              `json:"remote"`
+	Headers map[string][]string `json:"headers"`
+}
+
+var page = template.Must(template.New("page").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>podgate demo</title>
+<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}th{text-align:left;white-space:nowrap}</style></head>
+<body>
+<h1>Hello, {{or .User "stranger"}}!</h1>
+<p>This page is served by a plain HTTP app that knows nothing about logins. podgate's sidecar
+authenticated you against Keycloak and told the app who you are in these headers:</p>
+<table border="1" cellpadding="4">
+{{range .Identity}}<tr><th>{{.Name}}</th><td>{{.Value}}</td></tr>
+{{end}}</table>
+<p><a href="/oauth2/sign_out?rd=%2F">Sign out</a></p>
+</body></html>
+`))
+
+func main() {
+	listen := flag.String("listen", ":8080", "address to serve on")
+	name := flag.String("name", "echo", "name reported in every answer, to tell apps apart")
+	flag.Parse()
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/" && strings.Contains(r.Header.Get("Accept"), "text/html") {
+			servePage(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(Echo{
+			Name: *name, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
+			Host: r.Host, Remote: r.RemoteAddr, Headers: r.Header,
+		})
+	})
+	srv := &http.Server{Addr: *listen, Handler: logRequests(mux), ReadHeaderTimeout: 10 * time.Second}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	log.Printf("echo %q listening on %s", *name, *listen)
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Fatal(err)
+	}
+}
+
+type header struct{ Name, Value string }
+
+func servePage(w http.ResponseWriter, r *http.Request) {
+	var identity []header
+	for k, v := range r.Header {
+		if strings.HasPrefix(k, "X-Auth-Request-") || strings.HasPrefix(k, "X-Forwarded-") {
+			identity = append(identity, header{k, strings.Join(v, ", ")})
+		}
+	}
+	sort.Slice(identity, func(i, j int) bool { return identity[i].Name < identity[j].Name })
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_ = page.Execute(w, struct {
+		User     string
+		Identity []header
+	}{r.Header.Get("X-Auth-Request-User"), identity})
+}
+
+// logRequests logs the method, path and whether an identity arrived; never header values, which
+// may carry tokens.
+func logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		log.Printf("%s %s identity=%t", r.Method, r.URL.Path, r.Header.Get("X-Auth-Request-User") != "")
+		next.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,131 @@
+package framework
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/podgate/podgate/internal/devcerts"
+)
+
+// DeployInjector deploys the injector from manifests/overlays/e2e, as a user would with
+// kubectl apply -k, and waits until the API server really sends it pods.
+func (s *Stack) DeployInjector(ctx context.Context) error {
+	overlay := filepath.Join(s.Root, "manifests", "overlays", "e2e")
+	// The e2e overlay builds on the dev overlay, which reads the webhook's TLS files from there:
+	// the same development CA `make certs` makes (kept when still valid).
+	if _, err := devcerts.Ensure(devcerts.Options{
+		Dir: filepath.Join(s.Root, "manifests", "overlays", "dev", "certs"), Service: InjectorService,
+		Namespace: InjectorNamespace, Validity: 30 * 24 * time.Hour, RenewBefore: 24 * time.Hour,
+	}); err != nil {
+		return fmt.Errorf("webhook certificates: %w", err)
+	}
+	if _, err := s.Kube.Run(ctx, "", "apply", "-k", overlay); err != nil {
+		return err
+	}
+	deployment, err := s.Kube.Client.AppsV1().Deployments(InjectorNamespace).Get(ctx, InjectorDeployment, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if _, err := s.Kube.WaitPodsReady(ctx, InjectorNamespace, InjectorSelector, int(*deployment.Spec.Replicas), 3*time.Minute); err != nil {
+		return err
+	}
+	hooks, err := s.Kube.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, InjectorWebhookConfig, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	if len(hooks.Webhooks) == 0 {
+		return fmt.Errorf("MutatingWebhookConfiguration %s has no webhooks", InjectorWebhookConfig)
+	}
+	s.webhookName = hooks.Webhooks[0].Name
+	return s.WaitWebhookServing(ctx)
+}
+
+// Demo brings the stack up with the injector and the demo app, and leaves it running.
+func (s *Stack) Demo(ctx context.Context) error {
+	if err := s.Up(ctx); err != nil {
+		return err
+	}
+	if err := s.Phases.Run("deploy injector", func() error { return s.DeployInjector(ctx) }); err != nil {
+		return err
+	}
+	return s.Phases.Run("deploy demo app", func() error {
+		_, err := s.Kube.DeployDemo(ctx)
+		return err
+	})
+}
+
+// DemoInstructions tells a person what to open, as whom, and how to stop it all.
+func (s *Stack) DemoInstructions() string {
+	return fmt.Sprintf(`
+podgate demo is running.
+
+  Open      %[1]s/   (a browser on this machine; you are sent to Keycloak to log in)
+  Log in as %[2]s / %[3]s   (realm role %[4]s: sees the page)
+        or  %[5]s / %[6]s       (no role: logs in, then gets 403)
+  API       TOKEN=$(curl -s %[7]s/protocol/openid-connect/token -d grant_type=password \
+                -d client_id=%[8]s -d client_secret=%[9]s -d username=%[2]s -d password=%[3]s \
+                | sed 's/.*"access_token":"\([^"]*\)".*/\1/')
+            curl -H "Authorization: Bearer $TOKEN" %[1]s/api   (401 without a token)
+  Keycloak  %[10]s/admin/   (admin / admin)
+  Cluster   export KUBECONFIG=%[11]s
+            kubectl -n %[12]s get pods   (the sidecar runs as the native sidecar podgate-proxy)
+
+  Stop it   make demo-down
+`, DemoURL, AllowedUser, AllowedPass, AllowedRole, DeniedUser, DeniedPass, s.Keycloak.Issuer(),
+		ClientID, ClientSecret, s.Keycloak.URL, s.Provider.Kubeconfig(), DemoNamespace)
+}
+
+// The injector as manifests/base deploys it.
+const (
+	InjectorNamespace  = "podgate-system"
+	InjectorDeployment = "podgate-injector"
+	InjectorService    = "podgate-injector"
+	InjectorSelector   = "app.kubernetes.io/name=podgate-injector"
+	InjectorImage      = "podgate.local/injector:e2e"
+	// InjectorWebhookConfig is the MutatingWebhookConfiguration's name.
+	InjectorWebhookConfig = "podgate-injector"
+)
+
+// WaitWebhookServing waits until the API server really runs pods through the injector: a
+// server-side dry-run of an opted-in pod in an enabled namespace comes back with the sidecar.
+// Ready endpoints alone are not enough: kube-proxy and the API server's webhook client catch up
+// a moment later.
+func (s *Stack) WaitWebhookServing(ctx context.Context) error {
+	const ns = "podgate-e2e-probe"
+	if err := s.Kube.EnsureNamespace(ctx, ns, InjectedNamespaceLabels()); err != nil {
+		return err
+	}
+	if err := s.Kube.EnsureSidecarSecret(ctx, ns); err != nil {
+		return err
+	}
+	d := EchoApp{Namespace: ns, Name: "probe", Replicas: 1}.Deployment()
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "probe", Namespace: ns, Annotations: map[string]string{AnnotationInject: "true"}},
+		Spec:       d.Spec.Template.Spec,
+	}
+	return Eventually(ctx, 2*time.Minute, time.Second, "the API server calling the injector", func(ctx context.Context) (bool, string, error) {
+		got, err := s.Kube.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		if got.Annotations[AnnotationStatus] == "" {
+			return false, "dry-run pod came back without " + AnnotationStatus, nil
+		}
+		return true, "", nil
+	})
+}
+
+// WebhookLatency reads the API server's histogram of the injector webhook's admission latency.
+func (s *Stack) WebhookLatency(ctx context.Context) (Histogram, error) {
+	raw, err := s.Kube.Client.CoreV1().RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		return Histogram{}, fmt.Errorf("API server metrics: %w", err)
+	}
+	return ParseHistogram(string(raw), "apiserver_admission_webhook_admission_duration_seconds",
+		map[string]string{"type": "admit", "operation": "CREATE", "name": s.webhookName})
+}

@@ -1,0 +1,55 @@
+package framework
+
+import (
+	"math"
+	"strings"
+	"testing"
+)
+
+const exposition = `# HELP apiserver_admission_webhook_admission_duration_seconds [STABLE] Admission webhook latency
+# TYPE apiserver_admission_webhook_admission_duration_seconds histogram
+apiserver_admission_webhook_admission_duration_seconds_bucket{name="inject.podgate.io",operation="CREATE",rejected="false",type="admit",le="0.005"} 10
+apiserver_admission_webhook_admission_duration_seconds_bucket{name="inject.podgate.io",operation="CREATE",rejected="false",type="admit",le="0.025"} 30
+apiserver_admission_webhook_admission_duration_seconds_bucket{name="inject.podgate.io",operation="CREATE",rejected="false",type="admit",le="0.1"} 40
+apiserver_admission_webhook_admission_duration_seconds_bucket{name="inject.podgate.io",operation="CREATE",rejected="false",type="admit",le="+Inf"} 40
+apiserver_admission_webhook_admission_duration_seconds_sum{name="inject.podgate.io",operation="CREATE",rejected="false",type="admit"} 0.6
+apiserver_admission_webhook_admission_duration_seconds_count{name="inject.podgate.io",operation="CREATE",rejected="false",type="admit"} 40
+apiserver_admission_webhook_admission_duration_seconds_bucket{name="other.example.com",operation="CREATE",rejected="false",type="admit",le="0.005"} 99
+apiserver_admission_webhook_admission_duration_seconds_count{name="other.example.com",operation="CREATE",rejected="false",type="admit"} 99
+apiserver_admission_webhook_admission_duration_seconds_sum{name="other.example.com",operation="CREATE",rejected="false",type="admit"} 1
+`
+
+func TestParseHistogram(t *testing.T) {
+	h, err := ParseHistogram(exposition, "apiserver_admission_webhook_admission_duration_seconds", map[string]string{"name": "inject.podgate.io"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h.Count != 40 || h.Sum != 0.6 || len(h.Buckets) != 4 {
+		t.Fatalf("got count %v sum %v buckets %v, want only the podgate series", h.Count, h.Sum, h.Buckets)
+	}
+	if m := h.Mean(); math.Abs(m-0.015) > 1e-9 {
+		t.Errorf("mean = %v, want 0.015", m)
+	}
+	// rank 20 of 40 lies halfway through the (0.005, 0.025] bucket.
+	if q := h.Quantile(0.5); math.Abs(q-0.015) > 1e-9 {
+		t.Errorf("p50 = %v, want 0.015", q)
+	}
+	// rank 39.6 lies in (0.025, 0.1], 9.6 of its 10 observations in.
+	if q := h.Quantile(0.99); math.Abs(q-(0.025+0.075*0.96)) > 1e-9 {
+		t.Errorf("p99 = %v", q)
+	}
+	d := h.Minus(Histogram{Count: 10, Sum: 0.05, Buckets: map[float64]float64{0.005: 10, 0.025: 10, 0.1: 10, math.Inf(1): 10}})
+	if d.Count != 30 || d.Buckets[0.005] != 0 || d.Buckets[0.025] != 20 {
+		t.Errorf("delta = %+v", d)
+	}
+}
+
+func TestParseHistogramMissing(t *testing.T) {
+	_, err := ParseHistogram(exposition, "apiserver_admission_webhook_admission_duration_seconds", map[string]string{"name": "absent"})
+	if err == nil || !strings.Contains(err.Error(), "absent") {
+		t.Fatalf("err = %v, want one naming the missing series", err)
+	}
+	if q := (Histogram{}).Quantile(0.5); !math.IsNaN(q) {
+		t.Errorf("quantile of an empty histogram = %v, want NaN", q)
+	}
+}
