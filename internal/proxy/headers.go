@@ -20,6 +20,11 @@ const (
 	HeaderFwdGroups         = "X-Forwarded-Groups"
 	HeaderFwdPreferred      = "X-Forwarded-Preferred-Username"
 	HeaderFwdAccessToken    = "X-Forwarded-Access-Token"
+	// HeaderAppCookie, on a 202 from /oauth2/auth, is the request's Cookie header without the
+	// proxy's own cookies. The ingress cannot strip cookies itself, so it sets the upstream Cookie
+	// from this (nginx: auth_request_set + proxy_set_header Cookie), and the session, several KB of
+	// encrypted tokens, never reaches the app behind forward-auth either.
+	HeaderAppCookie = "X-Auth-Request-Cookie"
 )
 
 // spoofable lists, lower-case with '-', every header the app may trust as coming from the proxy.

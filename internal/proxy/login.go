@@ -280,6 +280,16 @@ func (h *Handler) userInfo(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
+// appCookies returns the request's cookies the app may see: all but the proxy's own.
+func (h *Handler) appCookies(in http.Header) string {
+	if len(in["Cookie"]) == 0 {
+		return ""
+	}
+	hdr := http.Header{"Cookie": in["Cookie"]}
+	h.cfg.Store.StripCookies(hdr)
+	return hdr.Get("Cookie")
+}
+
 // forwardAuth answers an ingress's sub-request: 202 with identity headers, 401 or 403. Skip rules
 // are deliberately not applied: the ingress decides which routes need auth, and matching the
 // client-controllable X-Forwarded-Uri against skip rules is how forward-auth got bypassed before.
@@ -300,6 +310,9 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		if h.cfg.PassAccessToken {
 			w.Header().Set(HeaderAccessToken, p.accessToken)
 			w.Header().Set("Authorization", "Bearer "+p.accessToken)
+		}
+		if cookies := h.appCookies(r.Header); cookies != "" {
+			w.Header().Set(HeaderAppCookie, cookies)
 		}
 		w.WriteHeader(http.StatusAccepted)
 	case outcome == OutcomeUnavailable:

@@ -190,6 +190,18 @@ func TestForwardAuth(t *testing.T) {
 	if resp.StatusCode != 202 || resp.Header.Get("X-Forwarded-User") != "alice" {
 		t.Errorf("forward-auth with session: %d", resp.StatusCode)
 	}
+	// The ingress forwards the app's cookies from X-Auth-Request-Cookie: the session is not among
+	// them; with no app cookie the header is absent, so the ingress sends no Cookie at all.
+	if got := resp.Header.Get("X-Auth-Request-Cookie"); got != "" {
+		t.Errorf("session-only request: X-Auth-Request-Cookie = %q, want none", got)
+	}
+	u, _ := url.Parse(e.faURL)
+	b.Jar.SetCookies(u, []*http.Cookie{{Name: "app_pref", Value: "dark"}, {Name: "cart", Value: "3"}})
+	resp, _ = do(t, b, "GET", e.faURL+"/oauth2/auth", nil)
+	got := resp.Header.Get("X-Auth-Request-Cookie")
+	if resp.StatusCode != 202 || !strings.Contains(got, "app_pref=dark") || !strings.Contains(got, "cart=3") || strings.Contains(got, "_podgate") {
+		t.Errorf("app cookies for the ingress: %d %q", resp.StatusCode, got)
+	}
 }
 
 func TestForwardAuthOnlyMode(t *testing.T) {

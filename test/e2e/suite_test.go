@@ -564,6 +564,10 @@ func TestForwardAuthWithNginx(t *testing.T) {
 	if h.Get("X-Auth-Request-User") != framework.AllowedUser || !strings.Contains(h.Get("X-Auth-Request-Groups"), "staff") {
 		t.Errorf("app behind nginx saw user %q, groups %q", h.Get("X-Auth-Request-User"), h.Get("X-Auth-Request-Groups"))
 	}
+	// nginx sets the upstream Cookie from the sidecar's X-Auth-Request-Cookie: never the session.
+	if c := h.Get("Cookie"); strings.Contains(c, "_podgate") {
+		t.Errorf("the app behind nginx received podgate's session cookie: %.80q", c)
+	}
 
 	// The same session with spoofed headers: nginx sets them from the sub-request, never passes them.
 	spoofReq, _ := http.NewRequestWithContext(ctx, http.MethodGet, framework.ForwardAuthURL+"/fa/spoofed", nil)
