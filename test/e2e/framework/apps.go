@@ -58,20 +58,40 @@ type EchoApp struct {
 // Deployment returns the app's Deployment: restricted-compliant, with a named port and probes on
 // it, which the injector must rewrite.
 func (a EchoApp) Deployment() *appsv1.Deployment {
-	labels := map[string]string{"app": a.Name}
 	probe := func(path string) *corev1.Probe {
 		return &corev1.Probe{
 			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: path, Port: intstr.FromString("http")}},
 			PeriodSeconds: 2, FailureThreshold: 3, TimeoutSeconds: 2,
 		}
 	}
+	return restrictedDeployment(a.Name, a.Namespace, a.Replicas, a.PodAnnotations, corev1.Container{
+		Name:            "echo",
+		Image:           EchoImage,
+		ImagePullPolicy: corev1.PullNever,
+		Args:            []string{"-listen=:8080", "-name=" + a.Name},
+		Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: EchoPort, Protocol: corev1.ProtocolTCP}},
+		ReadinessProbe:  probe("/healthz"),
+		LivenessProbe:   probe("/healthz"),
+	})
+}
+
+// restrictedDeployment wraps one container in a Deployment that meets the restricted Pod Security
+// level (the e2e namespaces enforce it): non-root 65532, seccomp RuntimeDefault, read-only root,
+// no privilege escalation, all capabilities dropped; pods labelled app=<name>.
+func restrictedDeployment(name, ns string, replicas int32, podAnnotations map[string]string, c corev1.Container) *appsv1.Deployment {
+	labels := map[string]string{"app": name}
+	c.SecurityContext = &corev1.SecurityContext{
+		AllowPrivilegeEscalation: ptr.To(false),
+		ReadOnlyRootFilesystem:   ptr.To(true),
+		Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+	}
 	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: a.Name, Namespace: a.Namespace, Labels: labels},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns, Labels: labels},
 		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(a.Replicas),
+			Replicas: ptr.To(replicas),
 			Selector: &metav1.LabelSelector{MatchLabels: labels},
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: maps.Clone(a.PodAnnotations)},
+				ObjectMeta: metav1.ObjectMeta{Labels: labels, Annotations: maps.Clone(podAnnotations)},
 				Spec: corev1.PodSpec{
 					AutomountServiceAccountToken:  ptr.To(false),
 					TerminationGracePeriodSeconds: ptr.To[int64](2),
@@ -79,20 +99,7 @@ func (a EchoApp) Deployment() *appsv1.Deployment {
 						RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](65532), RunAsGroup: ptr.To[int64](65532),
 						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 					},
-					Containers: []corev1.Container{{
-						Name:            "echo",
-						Image:           EchoImage,
-						ImagePullPolicy: corev1.PullNever,
-						Args:            []string{"-listen=:8080", "-name=" + a.Name},
-						Ports:           []corev1.ContainerPort{{Name: "http", ContainerPort: EchoPort, Protocol: corev1.ProtocolTCP}},
-						ReadinessProbe:  probe("/healthz"),
-						LivenessProbe:   probe("/healthz"),
-						SecurityContext: &corev1.SecurityContext{
-							AllowPrivilegeEscalation: ptr.To(false),
-							ReadOnlyRootFilesystem:   ptr.To(true),
-							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-						},
-					}},
+					Containers: []corev1.Container{c},
 				},
 			},
 		},
@@ -176,49 +183,25 @@ func (k *Kube) DeployDemo(ctx context.Context) ([]corev1.Pod, error) {
 // ForwardAuthSidecar is podgate's sidecar deployed on its own (no --proxy): it only answers
 // forward-auth sub-requests and runs the login endpoints, for an ingress or nginx in front of an app.
 func ForwardAuthSidecar(issuer string) *appsv1.Deployment {
-	labels := map[string]string{"app": "forward-auth"}
 	secretEnv := func(name, key string) corev1.EnvVar {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 			LocalObjectReference: corev1.LocalObjectReference{Name: SidecarSecretName}, Key: key}}}
 	}
-	return &appsv1.Deployment{
-		ObjectMeta: metav1.ObjectMeta{Name: "forward-auth", Namespace: ForwardAuthNS, Labels: labels},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To[int32](1),
-			Selector: &metav1.LabelSelector{MatchLabels: labels},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: labels},
-				Spec: corev1.PodSpec{
-					AutomountServiceAccountToken:  ptr.To(false),
-					TerminationGracePeriodSeconds: ptr.To[int64](2),
-					SecurityContext: &corev1.PodSecurityContext{
-						RunAsNonRoot: ptr.To(true), RunAsUser: ptr.To[int64](65532), RunAsGroup: ptr.To[int64](65532),
-						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-					},
-					Containers: []corev1.Container{{
-						Name:            "sidecar",
-						Image:           SidecarImage,
-						ImagePullPolicy: corev1.PullNever,
-						Args: []string{
-							"--issuer-url=" + issuer, "--client-id=" + ClientID, "--allowed-role=" + AllowedRole,
-							"--cookie-secure=false", "--forward-auth-addr=:4180", "--admin-addr=:4190",
-						},
-						Env:   []corev1.EnvVar{secretEnv("PODGATE_CLIENT_SECRET", "client-secret"), secretEnv("PODGATE_COOKIE_SECRET", "cookie-secret")},
-						Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 4180}, {Name: "admin", ContainerPort: 4190}},
-						ReadinessProbe: &corev1.Probe{
-							ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("admin")}},
-							PeriodSeconds: 2,
-						},
-						SecurityContext: &corev1.SecurityContext{
-							AllowPrivilegeEscalation: ptr.To(false),
-							ReadOnlyRootFilesystem:   ptr.To(true),
-							Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
-						},
-					}},
-				},
-			},
+	return restrictedDeployment("forward-auth", ForwardAuthNS, 1, nil, corev1.Container{
+		Name:            "sidecar",
+		Image:           SidecarImage,
+		ImagePullPolicy: corev1.PullNever,
+		Args: []string{
+			"--issuer-url=" + issuer, "--client-id=" + ClientID, "--allowed-role=" + AllowedRole,
+			"--cookie-secure=false", "--forward-auth-addr=:4180", "--admin-addr=:4190",
 		},
-	}
+		Env:   []corev1.EnvVar{secretEnv("PODGATE_CLIENT_SECRET", "client-secret"), secretEnv("PODGATE_COOKIE_SECRET", "cookie-secret")},
+		Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 4180}, {Name: "admin", ContainerPort: 4190}},
+		ReadinessProbe: &corev1.Probe{
+			ProbeHandler:  corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("admin")}},
+			PeriodSeconds: 2,
+		},
+	})
 }
 
 // DeployForwardAuth deploys the standalone sidecar and a plain (not injected) echo app behind
