@@ -5,21 +5,14 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/podgate/podgate/internal/inject/injecttest"
 )
 
 // benchPod has n app containers, each with a named port and an HTTP readiness probe on it.
 func benchPod(n int) *corev1.Pod {
 	p := validPod()
-	p.Spec.Containers = nil
-	for i := 0; i < n; i++ {
-		p.Spec.Containers = append(p.Spec.Containers, corev1.Container{
-			Name: fmt.Sprintf("c%d", i), Image: "example/app:1",
-			Ports: []corev1.ContainerPort{{Name: fmt.Sprintf("http-%d", i), ContainerPort: int32(8000 + i)}},
-			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-				Path: "/ready", Port: intstr.FromString(fmt.Sprintf("http-%d", i))}}},
-		})
-	}
+	p.Spec.Containers = injecttest.Containers(n)
 	return p
 }
 

@@ -9,21 +9,14 @@ import (
 	"go.uber.org/zap"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	"github.com/podgate/podgate/internal/inject/injecttest"
 )
 
 func benchRequest(n int) admission.Request {
 	pod := typicalPod("")
-	pod.Spec.Containers = nil
-	for i := 0; i < n; i++ {
-		pod.Spec.Containers = append(pod.Spec.Containers, corev1.Container{
-			Name: fmt.Sprintf("c%d", i), Image: "example/app:1",
-			Ports: []corev1.ContainerPort{{Name: fmt.Sprintf("http-%d", i), ContainerPort: int32(8000 + i)}},
-			ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
-				Path: "/ready", Port: intstr.FromString(fmt.Sprintf("http-%d", i))}}},
-		})
-	}
+	pod.Spec.Containers = injecttest.Containers(n)
 	var r admissionv1.AdmissionReview
 	if err := json.Unmarshal(review(admissionv1.Create, "Pod", mustJSON(pod), false), &r); err != nil {
 		panic(err)
