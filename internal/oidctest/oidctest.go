@@ -50,6 +50,11 @@ type Config struct {
 	User           User
 	// TLS serves HTTPS with a self-signed certificate (see CACertPEM).
 	TLS bool
+	// Keycloak shapes tokens the way Keycloak 26 issues them: jti, sid, acr and auth_time, the
+	// realm's default roles, the "account" client's roles and audience, allowed-origins, scope,
+	// at_hash in the ID token and an HS512-signed JWT as refresh token. Sizes measured against such
+	// a provider (session cookies, identity headers) are then those a Keycloak realm produces.
+	Keycloak bool
 }
 
 // Key is one signing key.
@@ -63,6 +68,9 @@ type Key struct {
 type Provider struct {
 	srv *httptest.Server
 	cfg Config
+
+	// refreshKey signs Keycloak-shaped refresh tokens (Keycloak uses a realm HMAC key for them).
+	refreshKey []byte
 
 	mu        sync.Mutex
 	keys      []*Key // keys[0] signs; all are published unless unpublished
@@ -96,7 +104,9 @@ func Start(cfg Config) *Provider {
 			"groups": []string{"/staff"}, "realm_access": map[string]any{"roles": []string{"user"}},
 		}}
 	}
-	p := &Provider{cfg: cfg, published: map[string]bool{}, codes: map[string]codeGrant{}, refresh: map[string]User{}, user: cfg.User}
+	p := &Provider{cfg: cfg, published: map[string]bool{}, codes: map[string]codeGrant{}, refresh: map[string]User{}, user: cfg.User,
+		refreshKey: make([]byte, 64)}
+	_, _ = rand.Read(p.refreshKey)
 	p.Rotate(false)
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/openid-configuration", p.discovery)
@@ -245,7 +255,13 @@ func (p *Provider) userClaims(u User, typ string, aud any) map[string]any {
 		"iss": p.Issuer(), "sub": u.Subject, "aud": aud, "azp": p.cfg.ClientID, "typ": typ,
 		"iat": now.Unix(), "exp": now.Add(p.cfg.AccessTTL).Unix(),
 	}
+	if p.cfg.Keycloak {
+		p.keycloakClaims(c, typ)
+	}
 	maps.Copy(c, u.Claims)
+	if p.cfg.Keycloak && typ == "Bearer" {
+		mergeKeycloakRoles(c)
+	}
 	return c
 }
 
@@ -428,8 +444,16 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		// Like Keycloak's, roles stay out of the ID token.
 		delete(idc, "realm_access")
 		delete(idc, "resource_access")
+		delete(idc, "allowed-origins")
+		delete(idc, "scope")
+		if p.cfg.Keycloak {
+			idc["at_hash"] = atHash()
+		}
 		resp["id_token"] = p.Mint(idc)
 		rt := randomID()
+		if p.cfg.Keycloak {
+			rt = p.keycloakRefreshToken(u)
+		}
 		p.mu.Lock()
 		p.refresh[rt] = u
 		p.mu.Unlock()
