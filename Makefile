@@ -47,12 +47,16 @@ lint: ## gofmt and go vet
 	$(GO) vet -tags e2e ./test/e2e/...
 
 .PHONY: bench
-bench: ## Run the benchmarks (BENCH=regexp, BENCHTIME=1s)
-	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem ./...
+bench: bin/sidecar bin/injector ## Full benchmark (~8 min, quiet machine): podgate vs direct vs oauth2-proxy, webhook, growth; rewrites docs/benchmarks.md
+	hack/bench/bench.sh
 
-.PHONY: bench-compare
-bench-compare: ## Side by side with oauth2-proxy under wrk (needs wrk and OAUTH2_PROXY=/path/to/oauth2-proxy)
-	hack/bench/compare.sh
+.PHONY: bench-quick
+bench-quick: bin/sidecar bin/injector ## Benchmark subset (< 2 min): bearer and cookie at c=32, webhook at c=16; ends in name=value lines
+	hack/bench/bench.sh -quick
+
+.PHONY: bench-go
+bench-go: ## In-process Go benchmarks (BENCH=regexp, BENCHTIME=1s)
+	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem ./...
 
 .PHONY: fuzz
 fuzz: ## Fuzz the webhook handler for FUZZTIME (default 30s)

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"encoding/xml"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestParseStatCPU(t *testing.T) {
+	// A command name with a space and a parenthesis, as /proc allows.
+	stat := "4242 (side car) x) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 37 0 0 20 0 9 0 12345 1000000 2000 18446744073709551615"
+	got, err := parseStatCPU(stat)
+	if err != nil || got != 2870*time.Millisecond {
+		t.Errorf("parseStatCPU = %v, %v; want 2.87s", got, err)
+	}
+	own, err := os.ReadFile("/proc/self/stat")
+	if err != nil {
+		t.Skip(err)
+	}
+	if _, err := parseStatCPU(string(own)); err != nil {
+		t.Errorf("own /proc/self/stat: %v", err)
+	}
+	for _, bad := range []string{"", "1 (x S 1", "1 (x) S 1 2 3"} {
+		if _, err := parseStatCPU(bad); err == nil {
+			t.Errorf("parseStatCPU(%q) accepted", bad)
+		}
+	}
+}
+
+func TestParseVmRSS(t *testing.T) {
+	got, err := parseVmRSS("Name:\tsidecar\nVmHWM:\t  20480 kB\nVmRSS:\t  10342 kB\nThreads:\t9\n")
+	if err != nil || got < 10.09 || got > 10.11 {
+		t.Errorf("parseVmRSS = %v, %v; want 10.1", got, err)
+	}
+	if _, err := parseVmRSS("Name:\tx\n"); err == nil {
+		t.Error("no VmRSS accepted")
+	}
+}
+
+func TestParseWrk(t *testing.T) {
+	out := "Running 3s test @ http://127.0.0.1:1/\n  1 threads and 32 connections\n" +
+		"BENCH requests=30000 duration_us=3000000 socket_errors=0 non2xx=0 p50_us=900 p99_us=4000 p999_us=9000\n"
+	s, err := parseWrk(out)
+	if err != nil || s.Requests != 30000 || s.RPS() != 10000 || s.P99 != 4*time.Millisecond || s.P999 != 9*time.Millisecond {
+		t.Errorf("parseWrk = %+v, %v", s, err)
+	}
+	for _, bad := range []string{
+		"no summary line",
+		strings.Replace(out, "non2xx=0", "non2xx=12", 1),
+		strings.Replace(out, "socket_errors=0", "socket_errors=1", 1),
+		strings.Replace(out, "requests=30000", "requests=0", 1),
+		strings.Replace(out, "p50_us=900", "p50_us=x", 1),
+	} {
+		if _, err := parseWrk(bad); err == nil {
+			t.Errorf("parseWrk accepted %q", bad)
+		}
+	}
+}
+
+func TestSummariseMedianAndCPU(t *testing.T) {
+	r := summarise([]Sample{
+		{Requests: 300, Elapsed: time.Second, CPU: 30 * time.Millisecond},
+		{Requests: 100, Elapsed: time.Second, CPU: 10 * time.Millisecond},
+		{Requests: 200, Elapsed: time.Second, CPU: 20 * time.Millisecond},
+	})
+	if r.Median.Requests != 200 || r.CPUPer10k != time.Second {
+		t.Errorf("median %d requests, CPU per 10k %v; want 200 and 1s", r.Median.Requests, r.CPUPer10k)
+	}
+}
+
+func TestSpliceSection(t *testing.T) {
+	sec := beginMarker + "\nnew\n" + endMarker + "\n"
+	doc := "# Benchmarks\n\nintro\n\n" + beginMarker + "\nold\n" + endMarker + "\n\n## Analysis\n"
+	got := spliceSection(doc, sec)
+	if got != "# Benchmarks\n\nintro\n\n"+beginMarker+"\nnew\n"+endMarker+"\n\n## Analysis\n" {
+		t.Errorf("splice:\n%s", got)
+	}
+	if got := spliceSection("# B\n", sec); got != "# B\n\n"+sec {
+		t.Errorf("append:\n%s", got)
+	}
+}
+
+// TestReportRenders fills a report as a run would and checks the document, the plots (well-formed
+// SVG) and the name=value lines.
+func TestReportRenders(t *testing.T) {
+	res := func(rps int, p99 time.Duration, cpu time.Duration) Result {
+		return summarise([]Sample{{Requests: rps, Elapsed: time.Second, P50: p99 / 4, P99: p99, P999: 2 * p99, CPU: cpu}})
+	}
+	r := &Report{Rounds: 1, Duration: time.Second, CPUs: 2, Started: time.Now(), LoadBefore: "1 1 1", LoadAfter: "2 2 2",
+		Paths: map[string]map[int][]ArmResult{}, Webhook: map[int]map[int]Result{1: {}, 20: {}},
+		IdleRSS:  map[string]float64{namePodgate: 10, nameO2P: 22, "injector": 40},
+		AfterRSS: map[string]float64{namePodgate: 16, nameO2P: 30, "injector": 50},
+		Cookies:  map[string]int{namePodgate + "/1": 1470, namePodgate + "/30": 2590, nameO2P + "/1": 5000, nameO2P + "/30": 6500}}
+	for _, p := range []string{pathBearer, pathCookie} {
+		r.Paths[p] = map[int][]ArmResult{}
+		for _, c := range []int{1, 32, 256} {
+			r.Paths[p][c] = []ArmResult{{nameDirect, res(60000, 4*time.Millisecond, time.Second)},
+				{nameO2P, res(3000, 20*time.Millisecond, time.Second)}, {namePodgate, res(18000, 6*time.Millisecond, 2*time.Second)}}
+		}
+	}
+	for _, c := range []int{1, 16, 64} {
+		r.Webhook[1][c] = res(3200, 8*time.Millisecond, time.Second)
+		r.Webhook[20][c] = res(400, 40*time.Millisecond, time.Second)
+	}
+	r.Groups = []ArmResult{{"1 groups", res(18000, 6*time.Millisecond, 2*time.Second)}, {"300 groups", res(9000, 12*time.Millisecond, 4*time.Second)}}
+	r.Skip = r.Groups
+	md := r.markdown("benchmarks")
+	for _, want := range []string{beginMarker, endMarker, "| `bearer_vs_oauth2_proxy` | 6.00 | ≥ 6 | met |",
+		"| `webhook_p99_ms` | 8.00 | ≤ 10 | met |", "| `bearer_added_p99_ms` | 2.00 | ≤ 2 | met |",
+		"| `bearer_cpu_vs_oauth2_proxy` | 0.33 | ≤ 0.20 | **missed** |", "(benchmarks/webhook.svg)", "| 300 groups | 9000 | 12.00 | 4.444 | 0.50 | 4.00 |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+	lines := r.figures().String()
+	for _, want := range []string{"bearer_vs_oauth2_proxy=6.00\n", "bearer_vs_direct=0.30\n", "webhook_reviews_per_s=3200\n",
+		"session_cookie_bytes=1470\n", "sidecar_idle_rss_mb=10.0\n"} {
+		if !strings.Contains(lines, want) {
+			t.Errorf("figures lack %q:\n%s", want, lines)
+		}
+	}
+	for name, svg := range r.plots() {
+		d := xml.NewDecoder(strings.NewReader(svg))
+		for {
+			_, err := d.Token()
+			if err != nil {
+				if err.Error() != "EOF" {
+					t.Errorf("%s.svg: %v", name, err)
+				}
+				break
+			}
+		}
+		if strings.Count(svg, "<polyline") != map[string]int{"bearer": 6, "cookie": 6, "webhook": 4}[name] {
+			t.Errorf("%s.svg has %d lines", name, strings.Count(svg, "<polyline"))
+		}
+	}
+}

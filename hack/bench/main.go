@@ -1,0 +1,229 @@
+// Command bench is `make bench` and `make bench-quick`: podgate's sidecar against the upstream
+// directly and against oauth2-proxy on the bearer and cookie-session paths, the injector's webhook
+// under load over TLS, and how the sidecar's cost grows with the token and the skip rules, all on
+// loopback in one run. Every measurement is taken in interleaved rounds (each target once per
+// round, in turn), so drift from other load on the machine spreads over all targets alike; each
+// figure is the median round, and ratios are between targets of the same run.
+//
+// It starts every process itself: a fixture process (`bench fixture`: the upstream, an in-process
+// test IdP issuing Keycloak-shaped tokens, and the namespace list the injector's informer reads),
+// the sidecar, oauth2-proxy and `injector serve`. HTTP load comes from wrk, webhook load from
+// vegeta's library. The full run writes its tables and SVG plots into docs/benchmarks.md and
+// docs/benchmarks/; both end with one name=value line per headline figure on standard output.
+//
+// hack/bench/bench.sh builds the binaries and installs wrk and oauth2-proxy into a cache outside
+// the repository, then runs this.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// The IdP client every proxy uses, and the session key of both proxies.
+const (
+	clientID     = "app"
+	clientSecret = "bench-secret"
+	cookieSecret = "0123456789abcdef0123456789abcdef"
+)
+
+type config struct {
+	quick       bool
+	rounds      int
+	duration    time.Duration
+	conns       []int
+	webhookConn []int
+	wrk         string
+	oauth2Proxy string
+	sidecar     string
+	injector    string
+	doc         string
+	plots       string
+	work        string
+	// only, when not empty, limits the run to these parts (bearer, cookie, webhook, growth).
+	only map[string]bool
+}
+
+// want reports whether part is measured in this run.
+func (c config) want(part string) bool { return len(c.only) == 0 || c.only[part] }
+
+func main() {
+	if len(os.Args) > 2 && os.Args[1] == "fixture" {
+		if err := runFixture(os.Args[2]); err != nil {
+			fmt.Fprintln(os.Stderr, "bench fixture:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	var c config
+	flag.BoolVar(&c.quick, "quick", false, "the small subset: bearer and cookie at c=32, the webhook (typical pod) at c=16; writes no doc")
+	flag.IntVar(&c.rounds, "rounds", 3, "interleaved rounds; each figure is the median round")
+	flag.DurationVar(&c.duration, "duration", 0, "length of one load run (default 4s, 3s with -quick)")
+	flag.StringVar(&c.wrk, "wrk", "wrk", "wrk binary")
+	flag.StringVar(&c.oauth2Proxy, "oauth2-proxy", "oauth2-proxy", "oauth2-proxy binary (v7.15.6)")
+	flag.StringVar(&c.sidecar, "sidecar", "bin/sidecar", "podgate sidecar binary")
+	flag.StringVar(&c.injector, "injector", "bin/injector", "podgate injector binary")
+	flag.StringVar(&c.doc, "doc", "docs/benchmarks.md", "document whose generated section the full run rewrites")
+	flag.StringVar(&c.plots, "plots", "docs/benchmarks", "directory of the SVG plots the full run writes")
+	only := flag.String("only", "", "comma-separated parts to measure, for iterating: bearer, cookie, webhook, growth (implies not writing the doc)")
+	flag.Parse()
+	if *only != "" {
+		c.only = map[string]bool{}
+		for _, p := range strings.Split(*only, ",") {
+			c.only[strings.TrimSpace(p)] = true
+		}
+	}
+	c.conns, c.webhookConn = []int{1, 32, 256}, []int{1, 16, 64}
+	if c.quick {
+		c.conns, c.webhookConn = []int{32}, []int{16}
+	}
+	if c.duration == 0 {
+		c.duration = 4 * time.Second
+		if c.quick {
+			c.duration = 3 * time.Second
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, c); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, c config) error {
+	work, err := os.MkdirTemp("", "podgate-bench-")
+	if err != nil {
+		return err
+	}
+	c.work = work
+	b := &bench{cfg: c, wrkScript: filepath.Join(work, "report.lua")}
+	defer b.stopAll()
+	if err := os.WriteFile(b.wrkScript, []byte(wrkScript), 0o644); err != nil {
+		return err
+	}
+	rep := &Report{Quick: c.quick, Rounds: c.rounds, Duration: c.duration, CPUs: runtime.NumCPU(),
+		Started: time.Now().UTC(), LoadBefore: loadAvg()}
+	if err := b.startAll(ctx); err != nil {
+		b.dumpLogs()
+		return err
+	}
+	if err := b.measure(ctx, rep); err != nil {
+		b.dumpLogs()
+		return err
+	}
+	rep.LoadAfter = loadAvg()
+	rep.Elapsed = time.Since(rep.Started).Round(time.Second)
+	if !c.quick && len(c.only) == 0 {
+		if err := writeDoc(c.doc, c.plots, rep); err != nil {
+			return err
+		}
+		logf("wrote %s and %s/*.svg", c.doc, c.plots)
+	} else {
+		fmt.Print(rep.quickTables())
+	}
+	_ = os.RemoveAll(work)
+	fmt.Print(rep.figures().String())
+	return nil
+}
+
+func logf(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
+
+func loadAvg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Join(strings.Fields(string(b))[:3], " ")
+}
+
+// measure runs every scenario of the configuration and fills rep.
+func (b *bench) measure(ctx context.Context, rep *Report) error {
+	var err error
+	if rep.IdleRSS, err = b.rss(); err != nil {
+		return err
+	}
+	if rep.Cookies, err = b.cookieSizes(ctx); err != nil {
+		return err
+	}
+	rep.Paths = map[string]map[int][]ArmResult{}
+	for _, path := range []string{pathBearer, pathCookie} {
+		rep.Paths[path] = map[int][]ArmResult{}
+		if !b.cfg.want(path) {
+			continue
+		}
+		for _, n := range b.cfg.conns {
+			logf("%s path, c=%d, %d rounds of %s...", path, n, b.cfg.rounds, b.cfg.duration)
+			if rep.Paths[path][n], err = b.interleave(ctx, n, b.pathArms(path)); err != nil {
+				return err
+			}
+		}
+	}
+	pods := []int{1, 20}
+	if b.cfg.quick {
+		pods = []int{1}
+	}
+	if b.cfg.want("webhook") {
+		if rep.Webhook, err = b.webhook(ctx, pods); err != nil {
+			return err
+		}
+	}
+	if !b.cfg.quick && b.cfg.want("growth") {
+		logf("growth: groups and roles in the token, c=%d...", growthConns)
+		if rep.Groups, err = b.interleave(ctx, growthConns, b.groupArms()); err != nil {
+			return err
+		}
+		logf("growth: skip rules, c=%d...", growthConns)
+		if rep.Skip, err = b.interleave(ctx, growthConns, b.skipArms()); err != nil {
+			return err
+		}
+	}
+	rep.AfterRSS, err = b.rss()
+	return err
+}
+
+// growthConns is the concurrency of the growth measurements.
+const growthConns = 32
+
+// interleave runs the arms in turn, round after round, and summarises each.
+func (b *bench) interleave(ctx context.Context, conns int, arms []arm) ([]ArmResult, error) {
+	samples := make([][]Sample, len(arms))
+	for r := 0; r < b.cfg.rounds; r++ {
+		var line []string
+		for i, a := range arms {
+			before, err := cpuTime(a.pid)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", a.name, err)
+			}
+			s, err := b.wrk(ctx, a.url, conns, a.headers)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", a.name, err)
+			}
+			after, err := cpuTime(a.pid)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", a.name, err)
+			}
+			s.CPU = after - before
+			samples[i] = append(samples[i], s)
+			line = append(line, fmt.Sprintf("%s %.0f", a.name, s.RPS()))
+		}
+		logf("  round %d: %s req/s", r+1, strings.Join(line, ", "))
+	}
+	out := make([]ArmResult, len(arms))
+	for i, a := range arms {
+		out[i] = ArmResult{Name: a.name, Result: summarise(samples[i])}
+	}
+	return out, nil
+}
+
+// errNoBinary names a missing tool the way bench.sh would install it.
+var errNoBinary = errors.New("not found (hack/bench/bench.sh installs it)")

@@ -1,0 +1,265 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Report is everything one run measured.
+type Report struct {
+	Quick      bool
+	Rounds     int
+	Duration   time.Duration
+	CPUs       int
+	Started    time.Time
+	Elapsed    time.Duration
+	LoadBefore string
+	LoadAfter  string
+	// Paths: path (bearer, cookie) → concurrency → one result per target.
+	Paths map[string]map[int][]ArmResult
+	// Webhook: containers per pod → concurrency → result.
+	Webhook map[int]map[int]Result
+	// Groups and Skip are the growth measurements (full run only).
+	Groups, Skip []ArmResult
+	// IdleRSS (before any load) and AfterRSS (after all of it) in MB, by process.
+	IdleRSS, AfterRSS map[string]float64
+	// Cookies: "<target>/<groups>" → bytes of the session's Cookie header.
+	Cookies map[string]int
+}
+
+func (r *Report) arm(path string, conns int, name string) Result {
+	for _, a := range r.Paths[path][conns] {
+		if a.Name == name {
+			return a.Result
+		}
+	}
+	return Result{}
+}
+
+// figure is one headline value with its target (if the issue set one).
+type figure struct {
+	name  string
+	value float64
+	// format prints the value; target describes the goal and met reports whether it holds.
+	format string
+	target string
+	met    func(float64) bool
+}
+
+type figures []figure
+
+// String is the name=value lines a script compares between runs.
+func (fs figures) String() string {
+	var b strings.Builder
+	for _, f := range fs {
+		fmt.Fprintf(&b, "%s="+f.format+"\n", f.name, f.value)
+	}
+	return b.String()
+}
+
+func ratio(a, b float64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return a / b
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+// figures derives the headline values, at c=32 for the proxies and c=16 for the webhook.
+func (r *Report) figures() figures {
+	const c = 32
+	pb, ob, db := r.arm(pathBearer, c, namePodgate), r.arm(pathBearer, c, nameO2P), r.arm(pathBearer, c, nameDirect)
+	pc, oc, dc := r.arm(pathCookie, c, namePodgate), r.arm(pathCookie, c, nameO2P), r.arm(pathCookie, c, nameDirect)
+	wh := r.Webhook[1][16]
+	atLeast := func(t float64) func(float64) bool { return func(v float64) bool { return v >= t } }
+	atMost := func(t float64) func(float64) bool { return func(v float64) bool { return v <= t } }
+	return figures{
+		{"bearer_vs_oauth2_proxy", ratio(pb.Median.RPS(), ob.Median.RPS()), "%.2f", "≥ 6", atLeast(6)},
+		{"bearer_vs_direct", ratio(pb.Median.RPS(), db.Median.RPS()), "%.2f", "≥ 0.30", atLeast(0.30)},
+		{"bearer_added_p99_ms", ms(pb.Median.P99 - db.Median.P99), "%.2f", "≤ 2", atMost(2)},
+		{"bearer_cpu_vs_oauth2_proxy", ratio(float64(pb.CPUPer10k), float64(ob.CPUPer10k)), "%.2f", "≤ 0.20", atMost(0.20)},
+		{"cookie_vs_oauth2_proxy", ratio(pc.Median.RPS(), oc.Median.RPS()), "%.2f", "≥ 4", atLeast(4)},
+		{"cookie_vs_direct", ratio(pc.Median.RPS(), dc.Median.RPS()), "%.2f", "", nil},
+		{"cookie_cpu_vs_oauth2_proxy", ratio(float64(pc.CPUPer10k), float64(oc.CPUPer10k)), "%.2f", "", nil},
+		{"bearer_podgate_req_per_s", pb.Median.RPS(), "%.0f", "", nil},
+		{"bearer_cpu_s_per_10k", pb.CPUPer10k.Seconds(), "%.3f", "", nil},
+		{"webhook_reviews_per_s", wh.Median.RPS(), "%.0f", "≥ 3000", atLeast(3000)},
+		{"webhook_p99_ms", ms(wh.Median.P99), "%.2f", "≤ 10", atMost(10)},
+		{"session_cookie_bytes", float64(r.Cookies[namePodgate+"/1"]), "%.0f", "≤ 2048", atMost(2048)},
+		{"session_cookie_bytes_30_groups", float64(r.Cookies[namePodgate+"/30"]), "%.0f", "", nil},
+		{"oauth2_proxy_cookie_bytes", float64(r.Cookies[nameO2P+"/1"]), "%.0f", "", nil},
+		{"sidecar_idle_rss_mb", r.IdleRSS[namePodgate], "%.1f", "≤ 12", atMost(12)},
+		{"oauth2_proxy_idle_rss_mb", r.IdleRSS[nameO2P], "%.1f", "", nil},
+		{"sidecar_rss_after_mb", r.AfterRSS[namePodgate], "%.1f", "", nil},
+	}
+}
+
+// quickTables is the short human summary bench-quick prints before the figures.
+func (r *Report) quickTables() string {
+	var b strings.Builder
+	for _, p := range []string{pathBearer, pathCookie} {
+		b.WriteString(r.pathTable(p))
+		b.WriteString("\n")
+	}
+	b.WriteString(r.webhookTable())
+	b.WriteString("\n")
+	return b.String()
+}
+
+func (r *Report) conns(path string) []int {
+	var cs []int
+	for c := range r.Paths[path] {
+		cs = append(cs, c)
+	}
+	sort.Ints(cs)
+	return cs
+}
+
+func (r *Report) pathTable(path string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "| %s path | c | req/s | p50 (ms) | p99 (ms) | p99.9 (ms) | CPU s / 10k req | vs direct | vs oauth2-proxy |\n", path)
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, c := range r.conns(path) {
+		d, o := r.arm(path, c, nameDirect), r.arm(path, c, nameO2P)
+		for _, a := range r.Paths[path][c] {
+			m := a.Median
+			vsO := fmt.Sprintf("%.2f", ratio(m.RPS(), o.Median.RPS()))
+			if a.Name == nameDirect {
+				vsO = "–"
+			}
+			fmt.Fprintf(&b, "| %s | %d | %.0f | %.2f | %.2f | %.2f | %.3f | %.2f | %s |\n", a.Name, c, m.RPS(), ms(m.P50), ms(m.P99),
+				ms(m.P999), a.CPUPer10k.Seconds(), ratio(m.RPS(), d.Median.RPS()), vsO)
+		}
+	}
+	return b.String()
+}
+
+func (r *Report) webhookTable() string {
+	var b strings.Builder
+	b.WriteString("| pod | c | reviews/s | p50 (ms) | p99 (ms) | p99.9 (ms) | injector CPU s / 10k reviews |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	var pods []int
+	for n := range r.Webhook {
+		pods = append(pods, n)
+	}
+	sort.Ints(pods)
+	for _, n := range pods {
+		var cs []int
+		for c := range r.Webhook[n] {
+			cs = append(cs, c)
+		}
+		sort.Ints(cs)
+		for _, c := range cs {
+			res := r.Webhook[n][c]
+			m := res.Median
+			fmt.Fprintf(&b, "| %s | %d | %.0f | %.2f | %.2f | %.2f | %.3f |\n", podName(n), c, m.RPS(), ms(m.P50), ms(m.P99), ms(m.P999), res.CPUPer10k.Seconds())
+		}
+	}
+	return b.String()
+}
+
+func growthTable(title string, arms []ArmResult) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "| %s | req/s | p99 (ms) | CPU s / 10k req | req/s vs first row | CPU vs first row |\n", title)
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, a := range arms {
+		base := arms[0]
+		fmt.Fprintf(&b, "| %s | %.0f | %.2f | %.3f | %.2f | %.2f |\n", a.Name, a.Median.RPS(), ms(a.Median.P99), a.CPUPer10k.Seconds(),
+			ratio(a.Median.RPS(), base.Median.RPS()), ratio(float64(a.CPUPer10k), float64(base.CPUPer10k)))
+	}
+	return b.String()
+}
+
+func (r *Report) targetsTable() string {
+	var b strings.Builder
+	b.WriteString("| figure (`make bench-quick` prints the same names) | this run | target | |\n| --- | ---: | ---: | --- |\n")
+	for _, f := range r.figures() {
+		if f.met == nil {
+			continue
+		}
+		verdict := "met"
+		if !f.met(f.value) {
+			verdict = "**missed**"
+		}
+		fmt.Fprintf(&b, "| `%s` | "+f.format+" | %s | %s |\n", f.name, f.value, f.target, verdict)
+	}
+	return b.String()
+}
+
+// Markers around the part of docs/benchmarks.md a full run rewrites.
+const (
+	beginMarker = "<!-- BEGIN make bench: generated by hack/bench, do not edit -->"
+	endMarker   = "<!-- END make bench -->"
+)
+
+// markdown is the generated section.
+func (r *Report) markdown(plotsRel string) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n\n", beginMarker)
+	fmt.Fprintf(&b, "Run of %s UTC: %d CPUs, load average %s before and %s after, %d interleaved rounds of %s per figure "+
+		"(the median round is shown; CPU per 10k requests is over all rounds), %s in all.\n\n",
+		r.Started.Format("2006-01-02 15:04"), r.CPUs, r.LoadBefore, r.LoadAfter, r.Rounds, r.Duration, r.Elapsed)
+	b.WriteString("#### Against the targets\n\n")
+	b.WriteString(r.targetsTable())
+	b.WriteString("\n#### Bearer path\n\n")
+	b.WriteString(r.pathTable(pathBearer))
+	fmt.Fprintf(&b, "\n![bearer: throughput and p99 against concurrency](%s/bearer.svg)\n", plotsRel)
+	b.WriteString("\n#### Cookie-session path\n\n")
+	b.WriteString(r.pathTable(pathCookie))
+	fmt.Fprintf(&b, "\n![cookie session: throughput and p99 against concurrency](%s/cookie.svg)\n", plotsRel)
+	b.WriteString("\n#### Memory and session size\n\n")
+	b.WriteString("| process | VmRSS idle (MB) | VmRSS after all load (MB) |\n| --- | ---: | ---: |\n")
+	for _, p := range []string{namePodgate, nameO2P, "injector"} {
+		fmt.Fprintf(&b, "| %s | %.1f | %.1f |\n", p, r.IdleRSS[p], r.AfterRSS[p])
+	}
+	b.WriteString("\n| session Cookie header per request (bytes) | alice | alice with 30 groups |\n| --- | ---: | ---: |\n")
+	for _, p := range []string{namePodgate, nameO2P} {
+		fmt.Fprintf(&b, "| %s | %d | %d |\n", p, r.Cookies[p+"/1"], r.Cookies[p+"/30"])
+	}
+	b.WriteString("\n#### Webhook (AdmissionReview over TLS to `injector serve`, vegeta)\n\n")
+	b.WriteString(r.webhookTable())
+	fmt.Fprintf(&b, "\n![webhook: reviews/s and p99 against concurrency](%s/webhook.svg)\n", plotsRel)
+	fmt.Fprintf(&b, "\n#### Growth (podgate, bearer path, c=%d)\n\n", growthConns)
+	b.WriteString(growthTable("token", r.Groups))
+	b.WriteString("\n")
+	b.WriteString(growthTable("skip rules (none matching)", r.Skip))
+	fmt.Fprintf(&b, "\n%s\n", endMarker)
+	return b.String()
+}
+
+// writeDoc replaces the generated section of doc (or appends it) and writes the plots.
+func writeDoc(doc, plots string, r *Report) error {
+	if err := os.MkdirAll(plots, 0o755); err != nil {
+		return err
+	}
+	for name, svg := range r.plots() {
+		if err := os.WriteFile(filepath.Join(plots, name+".svg"), []byte(svg), 0o644); err != nil {
+			return err
+		}
+	}
+	rel, err := filepath.Rel(filepath.Dir(doc), plots)
+	if err != nil {
+		return err
+	}
+	old, err := os.ReadFile(doc)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(doc, []byte(spliceSection(string(old), r.markdown(filepath.ToSlash(rel)))), 0o644)
+}
+
+// spliceSection puts section (which starts and ends with the markers) in place of the marked part
+// of text, or at its end when text has no markers.
+func spliceSection(text, section string) string {
+	i := strings.Index(text, beginMarker)
+	j := strings.Index(text, endMarker)
+	if i < 0 || j < i {
+		return strings.TrimRight(text, "\n") + "\n\n" + section
+	}
+	return text[:i] + strings.TrimSuffix(section, "\n") + text[j+len(endMarker):]
+}
