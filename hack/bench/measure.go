@@ -80,8 +80,13 @@ type Sample struct {
 	CPU time.Duration
 }
 
-// RPS is requests per second.
-func (s Sample) RPS() float64 { return float64(s.Requests) / s.Elapsed.Seconds() }
+// RPS is requests per second (0 for a part that was not measured).
+func (s Sample) RPS() float64 {
+	if s.Elapsed <= 0 {
+		return 0
+	}
+	return float64(s.Requests) / s.Elapsed.Seconds()
+}
 
 // Result summarises a target's rounds: the median round (by throughput) for rates and latencies,
 // and CPU per 10k requests over all rounds together, which a single short round measures coarsely.
