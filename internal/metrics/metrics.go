@@ -149,6 +149,12 @@ type Sidecar struct {
 	JWKSRefreshes *CounterVec
 	// TokenCache counts bearer verifications by cache result (hit, miss).
 	TokenCache *CounterVec
+	// Routes counts --route decisions by the number of the rule that matched (from 1), "none" when
+	// no rule did and "refused" when the matched rule's template refused the claim value. Labelled
+	// by rule, never by user: the series stay as few as the rules.
+	Routes *CounterVec
+	// RouteRefusals counts refused claim values by rule number.
+	RouteRefusals *CounterVec
 }
 
 // NewSidecar registers the sidecar's series on a fresh registry.
@@ -160,5 +166,7 @@ func NewSidecar() *Sidecar {
 		AuthLatency:   r.NewHistogram("podgate_auth_duration_seconds", "Time to authenticate and authorize one request.", []float64{0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1}),
 		JWKSRefreshes: r.NewCounterVec("podgate_jwks_refreshes_total", "Key set fetches by result.", "result"),
 		TokenCache:    r.NewCounterVec("podgate_token_cache_total", "Bearer token verifications by cache result.", "result"),
+		Routes:        r.NewCounterVec("podgate_route_decisions_total", "Routing decisions by the number of the matching --route rule, none or refused.", "rule"),
+		RouteRefusals: r.NewCounterVec("podgate_route_refusals_total", "Claim values a templated --route upstream refused, by rule number.", "rule"),
 	}
 }

@@ -16,6 +16,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/podgate/podgate/internal/route"
 )
 
 // EnvPrefix is prepended to a flag's upper-snake-case name to form the environment variable that
@@ -26,6 +28,7 @@ const EnvPrefix = "PODGATE_"
 // pod as environment variables, never as arguments).
 const (
 	FlagProxy                = "proxy"
+	FlagRoute                = "route"
 	FlagAdminAddr            = "admin-addr"
 	FlagProbe                = "probe"
 	FlagIssuerURL            = "issuer-url"
@@ -68,6 +71,10 @@ type Options struct {
 	// traffic on Listen and forwards authenticated requests to Upstream (the app on 127.0.0.1).
 	// With none, the process serves forward-auth only (a standalone deployment behind an ingress).
 	Proxies []Proxy
+	// Routes pick, in order, the upstream of each authenticated request on the proxies by the
+	// caller's identity (--route 'MATCH => UPSTREAM'; the first matching rule wins). A request no
+	// rule matches goes to its listener's upstream, or gets 403 on a listener without one.
+	Routes []route.Rule
 	// AdminAddr serves /ping, /ready, /metrics and the probe pass-through. It never requires
 	// authentication, so it must not be exposed through a Service.
 	AdminAddr string
@@ -157,15 +164,21 @@ func Defaults() Options {
 	}
 }
 
-// Proxy is one protected listener: --proxy LISTEN=UPSTREAM.
+// Proxy is one protected listener: --proxy LISTEN=UPSTREAM. Upstream is nil for "LISTEN=", a
+// listener that serves the --route rules only.
 type Proxy struct {
 	Listen   string
 	Upstream *url.URL
 }
 
-func (p Proxy) String() string { return p.Listen + "=" + p.Upstream.String() }
+func (p Proxy) String() string {
+	if p.Upstream == nil {
+		return p.Listen + "="
+	}
+	return p.Listen + "=" + p.Upstream.String()
+}
 
-// ParseProxy parses "LISTEN=UPSTREAM", e.g. ":4180=http://127.0.0.1:8080".
+// ParseProxy parses "LISTEN=UPSTREAM", e.g. ":4180=http://127.0.0.1:8080", or "LISTEN=" (routes only).
 func ParseProxy(s string) (Proxy, error) {
 	listen, upstream, ok := strings.Cut(s, "=")
 	if !ok {
@@ -173,6 +186,9 @@ func ParseProxy(s string) (Proxy, error) {
 	}
 	if err := checkListenAddr(listen); err != nil {
 		return Proxy{}, fmt.Errorf("%q: listen address: %w", s, err)
+	}
+	if upstream == "" {
+		return Proxy{Listen: listen}, nil
 	}
 	u, err := url.Parse(upstream)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -373,6 +389,7 @@ func (o *Options) validate(checkSecrets bool) error {
 	for _, p := range o.Proxies {
 		claim(FlagProxy, p.Listen)
 	}
+	o.validateRoutes(bad)
 	names := map[string]bool{}
 	for _, p := range o.Probes {
 		if names[p.Name] {
@@ -427,6 +444,35 @@ func (o *Options) validate(checkSecrets bool) error {
 		bad(FlagLogFormat, "%q is not json or console", o.LogFormat)
 	}
 	return errors.Join(errs...)
+}
+
+// validateRoutes checks what a single --route cannot: the rules' order, and that every request of a
+// listener without upstream has somewhere to go.
+func (o *Options) validateRoutes(bad func(flag, format string, a ...any)) {
+	if err := route.CheckOrder(o.Routes); err != nil {
+		for _, e := range unjoin(err) {
+			bad(FlagRoute, "%v", e)
+		}
+	}
+	for _, p := range o.Proxies {
+		if p.Upstream != nil {
+			continue
+		}
+		if len(o.Routes) == 0 {
+			bad(FlagProxy, "%q has no upstream, and there is no --%s to serve on it", p.String(), FlagRoute)
+		}
+		if len(o.SkipAuth) > 0 {
+			bad(FlagSkipAuth, "%q has no upstream: a skipped request carries no identity to route by, so --%s needs every --%s to have one", p.String(), FlagSkipAuth, FlagProxy)
+		}
+	}
+}
+
+// unjoin returns the errors an errors.Join holds, or err alone.
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 func checkHTTPURL(s string) error {

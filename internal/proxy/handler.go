@@ -19,6 +19,7 @@ import (
 	"github.com/podgate/podgate/internal/cache"
 	"github.com/podgate/podgate/internal/metrics"
 	"github.com/podgate/podgate/internal/options"
+	"github.com/podgate/podgate/internal/route"
 	"github.com/podgate/podgate/internal/session"
 )
 
@@ -56,6 +57,10 @@ type Config struct {
 	SkipAuth             []options.SkipRule
 	PassAccessToken      bool
 	CookieSecure         bool
+	// Routes pick each authenticated request's upstream (see Routes); UpstreamTimeout bounds the
+	// wait for a routed upstream's response headers.
+	Routes          []route.Rule
+	UpstreamTimeout time.Duration
 
 	Metrics *metrics.Sidecar
 	Log     *zap.Logger
@@ -69,6 +74,7 @@ type Handler struct {
 	refreshed    *cache.Cache[refreshResult]
 	refreshLocks [64]sync.Mutex
 	skip         skipMatcher
+	routing      *routing
 	now          func() time.Time
 	m            *metrics.Sidecar
 	log          *zap.Logger
@@ -88,7 +94,15 @@ func New(cfg Config) *Handler {
 	if log == nil {
 		log = zap.NewNop()
 	}
-	return &Handler{cfg: cfg, skip: skipMatcher(cfg.SkipAuth), now: now, m: m, log: log, refreshed: cache.New[refreshResult](10000)}
+	cfg.Log = log
+	h := &Handler{cfg: cfg, skip: skipMatcher(cfg.SkipAuth), now: now, m: m, log: log, refreshed: cache.New[refreshResult](10000)}
+	if h.routing = newRouting(cfg.Routes, cfg); h.routing != nil {
+		m.Registry.NewGaugeFunc("podgate_route_upstreams", "Routed upstreams holding a connection pool.",
+			func() float64 { return float64(h.routing.upstreams.Len()) })
+		m.Registry.NewGaugeFunc("podgate_route_upstream_evictions", "Routed upstreams dropped (idle connections closed) to stay within the pool limit.",
+			func() float64 { return float64(h.routing.upstreams.Evicted()) })
+	}
+	return h
 }
 
 func (h *Handler) count(outcome string) { h.m.Requests.With(outcome).Inc() }
@@ -281,7 +295,7 @@ func (h *Handler) Protect(next http.Handler) http.Handler {
 			// The bearer token was the credential; the app gets the identity headers instead.
 			delete(r.Header, "Authorization")
 		}
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(w, h.withIdentity(r, p.id))
 	})
 }
 

@@ -32,7 +32,7 @@ var spoofable = []string{
 	"x-auth-request-user", "x-auth-request-email", "x-auth-request-groups", "x-auth-request-roles",
 	"x-auth-request-preferred-username", "x-auth-request-access-token",
 	"x-forwarded-user", "x-forwarded-email", "x-forwarded-groups", "x-forwarded-preferred-username",
-	"x-forwarded-access-token",
+	"x-forwarded-access-token", "x-podgate-upstream",
 }
 
 // isSpoofable compares a header name case-insensitively with '_' equal to '-': CGI-style servers

@@ -301,6 +301,12 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 			outcome, err = OutcomeForbidden, errForbidden{why}
 		}
 	}
+	var upstream *url.URL
+	if err == nil {
+		if upstream, err = h.forwardAuthRoute(r, p.id); err != nil {
+			outcome = OutcomeForbidden
+		}
+	}
 	h.m.AuthLatency.Observe(h.now().Sub(start))
 	h.count(outcome)
 	w.Header().Set("Cache-Control", "no-store")
@@ -313,6 +319,9 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		}
 		if cookies := h.appCookies(r.Header); cookies != "" {
 			w.Header().Set(HeaderAppCookie, cookies)
+		}
+		if upstream != nil {
+			w.Header().Set(HeaderUpstream, upstream.String())
 		}
 		w.WriteHeader(http.StatusAccepted)
 	case outcome == OutcomeUnavailable:

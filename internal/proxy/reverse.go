@@ -60,6 +60,11 @@ var copyBuffers = &bufferPool{}
 // plain HTTP behind it). Upgrades (WebSockets) and streaming responses (text/event-stream, unknown
 // length) are handled by httputil.ReverseProxy, which flushes those immediately.
 func NewReverseProxy(upstream *url.URL, timeout time.Duration, log *zap.Logger) *httputil.ReverseProxy {
+	return newReverseProxy(upstream, NewTransport(upstream, timeout), log)
+}
+
+// newReverseProxy is NewReverseProxy over a given transport (a routed upstream's, see Upstreams).
+func newReverseProxy(upstream *url.URL, transport http.RoundTripper, log *zap.Logger) *httputil.ReverseProxy {
 	return &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(upstream)
@@ -69,7 +74,7 @@ func NewReverseProxy(upstream *url.URL, timeout time.Duration, log *zap.Logger) 
 				pr.Out.Header.Set("X-Forwarded-Proto", p)
 			}
 		},
-		Transport:  NewTransport(upstream, timeout),
+		Transport:  transport,
 		BufferPool: copyBuffers,
 		ErrorLog:   zap.NewStdLog(log),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {

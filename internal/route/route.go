@@ -42,10 +42,10 @@ type Condition struct {
 	Value string
 }
 
-// Rule is one --route: Index is its position among the rules (0-based, the metrics label), Match
-// its conditions (all must hold; none means "*", everyone) and Upstream where matching requests go.
+// Rule is one --route: Match its conditions (all must hold; none means "*", everyone) and Upstream
+// where matching requests go. A rule's number (metrics, logs) is its position among the rules,
+// counting from 1.
 type Rule struct {
-	Index    int
 	Match    []Condition
 	Upstream Template
 	text     string
@@ -102,16 +102,20 @@ var (
 	ErrUnreachable        = errors.New("can never match: an earlier rule matches everyone")
 )
 
-// RuleError is a malformed rule: which one (as given, and its position) and what is wrong.
+// RuleError is a malformed rule: which one (as given, and its position from 1 when known) and what
+// is wrong.
 type RuleError struct {
-	Index  int
-	Rule   string
-	Err    error
-	Detail string
+	Position int
+	Rule     string
+	Err      error
+	Detail   string
 }
 
 func (e *RuleError) Error() string {
-	s := fmt.Sprintf("rule %d %q %v", e.Index+1, e.Rule, e.Err)
+	s := fmt.Sprintf("rule %q %v", e.Rule, e.Err)
+	if e.Position > 0 {
+		s = fmt.Sprintf("rule %d %q %v", e.Position, e.Rule, e.Err)
+	}
 	if e.Detail != "" {
 		s += ": " + e.Detail
 	}
@@ -121,11 +125,10 @@ func (e *RuleError) Error() string {
 func (e *RuleError) Unwrap() error { return e.Err }
 
 // Parse parses one rule, "MATCH => UPSTREAM". MATCH is "*" or KEY=VALUE conditions joined by ",",
-// KEY one of user, group, role, email; blanks around the arrow, commas and "=" are ignored. index is
-// the rule's position, kept for metrics and messages.
-func Parse(index int, s string) (Rule, error) {
+// KEY one of user, group, role, email; blanks around the arrow, commas and "=" are ignored.
+func Parse(s string) (Rule, error) {
 	fail := func(err error, detail string, a ...any) (Rule, error) {
-		return Rule{}, &RuleError{Index: index, Rule: s, Err: err, Detail: fmt.Sprintf(detail, a...)}
+		return Rule{}, &RuleError{Rule: s, Err: err, Detail: fmt.Sprintf(detail, a...)}
 	}
 	match, upstream, ok := strings.Cut(s, Arrow)
 	if !ok {
@@ -135,7 +138,7 @@ func Parse(index int, s string) (Rule, error) {
 		return fail(ErrTwoArrows, "")
 	}
 	match, upstream = strings.TrimSpace(match), strings.TrimSpace(upstream)
-	r := Rule{Index: index, text: s}
+	r := Rule{text: s}
 	switch match {
 	case "":
 		return fail(ErrEmptyMatch, "")
@@ -189,9 +192,9 @@ func CheckOrder(rules []Rule) error {
 	var errs []error
 	for i, r := range rules {
 		if len(r.Match) == 0 {
-			for _, later := range rules[i+1:] {
-				errs = append(errs, &RuleError{Index: later.Index, Rule: later.text, Err: ErrUnreachable,
-					Detail: "rule " + strconv.Itoa(r.Index+1) + " is *"})
+			for j, later := range rules[i+1:] {
+				errs = append(errs, &RuleError{Position: i + 2 + j, Rule: later.text, Err: ErrUnreachable,
+					Detail: "rule " + strconv.Itoa(i+1) + " is *"})
 			}
 			break
 		}
@@ -199,12 +202,12 @@ func CheckOrder(rules []Rule) error {
 	return errors.Join(errs...)
 }
 
-// Pick returns the first rule matching id, or false when none does.
-func Pick(rules []Rule, id *auth.Identity) (Rule, bool) {
-	for _, r := range rules {
+// Pick returns the position (from 1) of the first rule matching id, or 0 when none does.
+func Pick(rules []Rule, id *auth.Identity) int {
+	for i, r := range rules {
 		if r.Matches(id) {
-			return r, true
+			return i + 1
 		}
 	}
-	return Rule{}, false
+	return 0
 }

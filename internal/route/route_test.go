@@ -26,13 +26,13 @@ func TestParseValid(t *testing.T) {
 		{"* => http://{sub}.{preferred_username}.ide.svc/x/", nil, "http://{sub}.{preferred_username}.ide.svc/x/", true},
 		{"* => http://IDE-{user}.Ide.svc", nil, "http://ide-{user}.ide.svc", true},
 	} {
-		r, err := Parse(3, tc.rule)
+		r, err := Parse(tc.rule)
 		if err != nil {
 			t.Errorf("Parse(%q): %v", tc.rule, err)
 			continue
 		}
-		if r.Index != 3 || r.String() != tc.rule {
-			t.Errorf("Parse(%q): index %d, String %q", tc.rule, r.Index, r.String())
+		if r.String() != tc.rule {
+			t.Errorf("Parse(%q): String %q", tc.rule, r.String())
 		}
 		if len(r.Match) != len(tc.match) {
 			t.Errorf("Parse(%q): match %v, want %v", tc.rule, r.Match, tc.match)
@@ -56,41 +56,41 @@ func TestParseMalformed(t *testing.T) {
 		err  error
 		msg  string
 	}{
-		{"user=carol http://c.svc", ErrNoArrow, `rule 1 "user=carol http://c.svc" is not MATCH => UPSTREAM`},
-		{"user=carol => http://c.svc => http://d.svc", ErrTwoArrows, `rule 1 "user=carol => http://c.svc => http://d.svc" has more than one =>`},
-		{" => http://c.svc", ErrEmptyMatch, `rule 1 " => http://c.svc" has an empty MATCH (use * to match everyone)`},
-		{"*,user=carol => http://c.svc", ErrStarCombined, `rule 1 "*,user=carol => http://c.svc" combines * with conditions (* alone matches everyone)`},
-		{"user=carol,,group=a => http://c.svc", ErrEmptyCondition, `rule 1 "user=carol,,group=a => http://c.svc" has an empty condition (two commas, or a comma at an end)`},
-		{"user=carol, => http://c.svc", ErrEmptyCondition, `rule 1 "user=carol, => http://c.svc" has an empty condition (two commas, or a comma at an end)`},
-		{"carol => http://c.svc", ErrNotKeyValue, `rule 1 "carol => http://c.svc" has a condition that is not KEY=VALUE: "carol"`},
-		{"name=carol => http://c.svc", ErrUnknownKey, `rule 1 "name=carol => http://c.svc" has an unknown key (want user, group, role or email): "name"`},
-		{"User=carol => http://c.svc", ErrUnknownKey, `rule 1 "User=carol => http://c.svc" has an unknown key (want user, group, role or email): "User"`},
-		{"user= => http://c.svc", ErrEmptyValue, `rule 1 "user= => http://c.svc" has a condition with an empty value: "user="`},
-		{"group=/ => http://c.svc", ErrEmptyValue, `rule 1 "group=/ => http://c.svc" has a condition with an empty value: "group=/"`},
-		{"role=a:b:c => http://c.svc", ErrBadRole, `rule 1 "role=a:b:c => http://c.svc" has a role that is not ROLE or CLIENT:ROLE: "a:b:c"`},
-		{"role=:admin => http://c.svc", ErrBadRole, `rule 1 "role=:admin => http://c.svc" has a role that is not ROLE or CLIENT:ROLE: ":admin"`},
-		{"email=carol => http://c.svc", ErrBadEmail, `rule 1 "email=carol => http://c.svc" has an email that is not an address: "carol"`},
-		{"user=carol =>  ", ErrEmptyUpstream, `rule 1 "user=carol =>  " has an empty UPSTREAM`},
-		{"user=carol => c.svc:8080", ErrBadUpstream, `rule 1 "user=carol => c.svc:8080" has an UPSTREAM that is not an absolute http(s) URL with a host: "c.svc:8080"`},
-		{"user=carol => ftp://c.svc", ErrBadUpstream, `rule 1 "user=carol => ftp://c.svc" has an UPSTREAM that is not an absolute http(s) URL with a host: "ftp://c.svc"`},
-		{"user=carol => http:///path", ErrBadUpstream, `rule 1 "user=carol => http:///path" has an UPSTREAM that is not an absolute http(s) URL with a host: "http:///path"`},
-		{"user=carol => http://u:p@c.svc", ErrUpstreamExtras, `rule 1 "user=carol => http://u:p@c.svc" has an UPSTREAM with user info, a query or a fragment: "http://u:p@c.svc"`},
-		{"user=carol => http://c.svc/?a=b", ErrUpstreamExtras, `rule 1 "user=carol => http://c.svc/?a=b" has an UPSTREAM with user info, a query or a fragment: "http://c.svc/?a=b"`},
-		{"* => http://{email}.ide.svc", ErrBadPlaceholder, `rule 1 "* => http://{email}.ide.svc" has an unknown placeholder (want {user}, {preferred_username} or {sub}): {email}`},
-		{"* => http://{User}.ide.svc", ErrBadPlaceholder, `rule 1 "* => http://{User}.ide.svc" has an unknown placeholder (want {user}, {preferred_username} or {sub}): {User}`},
-		{"* => http://{user.ide.svc", ErrUnbalancedBrace, `rule 1 "* => http://{user.ide.svc" has an unbalanced { or }: "http://{user.ide.svc"`},
-		{"* => http://user}.ide.svc", ErrUnbalancedBrace, `rule 1 "* => http://user}.ide.svc" has an unbalanced { or }: "http://user}.ide.svc"`},
-		{"* => http://{{user}}.ide.svc", ErrUnbalancedBrace, `rule 1 "* => http://{{user}}.ide.svc" has an unbalanced { or }: "http://{{user}}.ide.svc"`},
-		{"* => http://ide.svc/{user}", ErrPlaceholderOutside, `rule 1 "* => http://ide.svc/{user}" has a placeholder outside the host name (claims may fill host labels only): "http://ide.svc/{user}"`},
-		{"* => http://ide.svc:{user}", ErrBadUpstream, `rule 1 "* => http://ide.svc:{user}" has an UPSTREAM that is not an absolute http(s) URL with a host: "http://ide.svc:{user}"`},
-		{"* => http://ide.{user}", ErrPlaceholderOutside, `rule 1 "* => http://ide.{user}" has a placeholder outside the host name (claims may fill host labels only): "http://ide.{user}": the last host label must be fixed and not numeric`},
-		{"* => http://{user}:8080", ErrPlaceholderOutside, `rule 1 "* => http://{user}:8080" has a placeholder outside the host name (claims may fill host labels only): "http://{user}:8080": the last host label must be fixed and not numeric`},
-		{"* => http://{user}.10", ErrPlaceholderOutside, `rule 1 "* => http://{user}.10" has a placeholder outside the host name (claims may fill host labels only): "http://{user}.10": the last host label must be fixed and not numeric`},
-		{"* => http://ide_{user}.svc", ErrBadTemplateLabel, `rule 1 "* => http://ide_{user}.svc" has a templated host label with characters a DNS label cannot hold: "ide_podgateplaceholder0x"`},
-		{"* => http://{user}..svc", ErrBadTemplateLabel, `rule 1 "* => http://{user}..svc" has a templated host label with characters a DNS label cannot hold: "podgateplaceholder0x..svc" has an empty label`},
-		{"* => http://podgateplaceholder0x.svc", ErrBadUpstream, `rule 1 "* => http://podgateplaceholder0x.svc" has an UPSTREAM that is not an absolute http(s) URL with a host: "http://podgateplaceholder0x.svc"`},
+		{"user=carol http://c.svc", ErrNoArrow, `rule "user=carol http://c.svc" is not MATCH => UPSTREAM`},
+		{"user=carol => http://c.svc => http://d.svc", ErrTwoArrows, `rule "user=carol => http://c.svc => http://d.svc" has more than one =>`},
+		{" => http://c.svc", ErrEmptyMatch, `rule " => http://c.svc" has an empty MATCH (use * to match everyone)`},
+		{"*,user=carol => http://c.svc", ErrStarCombined, `rule "*,user=carol => http://c.svc" combines * with conditions (* alone matches everyone)`},
+		{"user=carol,,group=a => http://c.svc", ErrEmptyCondition, `rule "user=carol,,group=a => http://c.svc" has an empty condition (two commas, or a comma at an end)`},
+		{"user=carol, => http://c.svc", ErrEmptyCondition, `rule "user=carol, => http://c.svc" has an empty condition (two commas, or a comma at an end)`},
+		{"carol => http://c.svc", ErrNotKeyValue, `rule "carol => http://c.svc" has a condition that is not KEY=VALUE: "carol"`},
+		{"name=carol => http://c.svc", ErrUnknownKey, `rule "name=carol => http://c.svc" has an unknown key (want user, group, role or email): "name"`},
+		{"User=carol => http://c.svc", ErrUnknownKey, `rule "User=carol => http://c.svc" has an unknown key (want user, group, role or email): "User"`},
+		{"user= => http://c.svc", ErrEmptyValue, `rule "user= => http://c.svc" has a condition with an empty value: "user="`},
+		{"group=/ => http://c.svc", ErrEmptyValue, `rule "group=/ => http://c.svc" has a condition with an empty value: "group=/"`},
+		{"role=a:b:c => http://c.svc", ErrBadRole, `rule "role=a:b:c => http://c.svc" has a role that is not ROLE or CLIENT:ROLE: "a:b:c"`},
+		{"role=:admin => http://c.svc", ErrBadRole, `rule "role=:admin => http://c.svc" has a role that is not ROLE or CLIENT:ROLE: ":admin"`},
+		{"email=carol => http://c.svc", ErrBadEmail, `rule "email=carol => http://c.svc" has an email that is not an address: "carol"`},
+		{"user=carol =>  ", ErrEmptyUpstream, `rule "user=carol =>  " has an empty UPSTREAM`},
+		{"user=carol => c.svc:8080", ErrBadUpstream, `rule "user=carol => c.svc:8080" has an UPSTREAM that is not an absolute http(s) URL with a host: "c.svc:8080"`},
+		{"user=carol => ftp://c.svc", ErrBadUpstream, `rule "user=carol => ftp://c.svc" has an UPSTREAM that is not an absolute http(s) URL with a host: "ftp://c.svc"`},
+		{"user=carol => http:///path", ErrBadUpstream, `rule "user=carol => http:///path" has an UPSTREAM that is not an absolute http(s) URL with a host: "http:///path"`},
+		{"user=carol => http://u:p@c.svc", ErrUpstreamExtras, `rule "user=carol => http://u:p@c.svc" has an UPSTREAM with user info, a query or a fragment: "http://u:p@c.svc"`},
+		{"user=carol => http://c.svc/?a=b", ErrUpstreamExtras, `rule "user=carol => http://c.svc/?a=b" has an UPSTREAM with user info, a query or a fragment: "http://c.svc/?a=b"`},
+		{"* => http://{email}.ide.svc", ErrBadPlaceholder, `rule "* => http://{email}.ide.svc" has an unknown placeholder (want {user}, {preferred_username} or {sub}): {email}`},
+		{"* => http://{User}.ide.svc", ErrBadPlaceholder, `rule "* => http://{User}.ide.svc" has an unknown placeholder (want {user}, {preferred_username} or {sub}): {User}`},
+		{"* => http://{user.ide.svc", ErrUnbalancedBrace, `rule "* => http://{user.ide.svc" has an unbalanced { or }: "http://{user.ide.svc"`},
+		{"* => http://user}.ide.svc", ErrUnbalancedBrace, `rule "* => http://user}.ide.svc" has an unbalanced { or }: "http://user}.ide.svc"`},
+		{"* => http://{{user}}.ide.svc", ErrUnbalancedBrace, `rule "* => http://{{user}}.ide.svc" has an unbalanced { or }: "http://{{user}}.ide.svc"`},
+		{"* => http://ide.svc/{user}", ErrPlaceholderOutside, `rule "* => http://ide.svc/{user}" has a placeholder outside the host name (claims may fill host labels only): "http://ide.svc/{user}"`},
+		{"* => http://ide.svc:{user}", ErrBadUpstream, `rule "* => http://ide.svc:{user}" has an UPSTREAM that is not an absolute http(s) URL with a host: "http://ide.svc:{user}"`},
+		{"* => http://ide.{user}", ErrPlaceholderOutside, `rule "* => http://ide.{user}" has a placeholder outside the host name (claims may fill host labels only): "http://ide.{user}": the last host label must be fixed and not numeric`},
+		{"* => http://{user}:8080", ErrPlaceholderOutside, `rule "* => http://{user}:8080" has a placeholder outside the host name (claims may fill host labels only): "http://{user}:8080": the last host label must be fixed and not numeric`},
+		{"* => http://{user}.10", ErrPlaceholderOutside, `rule "* => http://{user}.10" has a placeholder outside the host name (claims may fill host labels only): "http://{user}.10": the last host label must be fixed and not numeric`},
+		{"* => http://ide_{user}.svc", ErrBadTemplateLabel, `rule "* => http://ide_{user}.svc" has a templated host label with characters a DNS label cannot hold: "ide_podgateplaceholder0x"`},
+		{"* => http://{user}..svc", ErrBadTemplateLabel, `rule "* => http://{user}..svc" has a templated host label with characters a DNS label cannot hold: "podgateplaceholder0x..svc" has an empty label`},
+		{"* => http://podgateplaceholder0x.svc", ErrBadUpstream, `rule "* => http://podgateplaceholder0x.svc" has an UPSTREAM that is not an absolute http(s) URL with a host: "http://podgateplaceholder0x.svc"`},
 	} {
-		_, err := Parse(0, tc.rule)
+		_, err := Parse(tc.rule)
 		if !errors.Is(err, tc.err) {
 			t.Errorf("Parse(%q) = %v, want %v", tc.rule, err, tc.err)
 			continue
@@ -108,8 +108,8 @@ func TestParseMalformed(t *testing.T) {
 func mustParse(t *testing.T, rules ...string) []Rule {
 	t.Helper()
 	var out []Rule
-	for i, s := range rules {
-		r, err := Parse(i, s)
+	for _, s := range rules {
+		r, err := Parse(s)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -162,17 +162,16 @@ func TestMatching(t *testing.T) {
 		{"nobody", auth.Identity{User: "bob"}, ""},
 		{"empty user never matches", auth.Identity{}, ""},
 	} {
-		r, ok := Pick(rules, &tc.id)
 		got := ""
-		if ok {
-			got = r.Upstream.fixed.Host
+		if n := Pick(rules, &tc.id); n > 0 {
+			got = rules[n-1].Upstream.fixed.Host
 		}
 		if got != tc.want {
 			t.Errorf("%s: picked %q, want %q", tc.name, got, tc.want)
 		}
 	}
 	star := mustParse(t, "* => http://all.svc")
-	if r, ok := Pick(star, &auth.Identity{}); !ok || r.Index != 0 {
+	if Pick(star, &auth.Identity{}) != 1 {
 		t.Error("* must match everyone")
 	}
 }

@@ -42,6 +42,8 @@ type envOpt struct {
 	idpDown bool
 	// existing, when set, is used instead of starting an IdP from idp.
 	existing *oidctest.Provider
+	// setup, when set, adjusts the App before it listens (e.g. the routed upstreams' transport).
+	setup func(*App)
 }
 
 func newEnv(t *testing.T, eo envOpt) *env {
@@ -81,6 +83,9 @@ func newEnv(t *testing.T, eo envOpt) *env {
 		t.Fatal(err)
 	}
 	app.Provider.MaxBackoff = 50 * time.Millisecond
+	if eo.setup != nil {
+		eo.setup(app)
+	}
 	if err := app.Listen(); err != nil {
 		t.Fatal(err)
 	}

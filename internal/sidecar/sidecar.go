@@ -85,6 +85,7 @@ func New(o *options.Options, log *zap.Logger) (*App, error) {
 		ClientID: o.ClientID, ClientSecret: o.ClientSecret, Scopes: o.Scopes,
 		RedirectURL: o.RedirectURL, AllowedRedirectHosts: o.AllowedRedirectHosts,
 		SkipAuth: o.SkipAuth, PassAccessToken: o.PassAccessToken, CookieSecure: o.CookieSecure,
+		Routes: o.Routes, UpstreamTimeout: o.UpstreamTimeout,
 		Metrics: m, Log: log,
 	})
 	a := &App{opts: o, log: log, Metrics: m, Provider: provider, Handler: h}
@@ -93,10 +94,17 @@ func New(o *options.Options, log *zap.Logger) (*App, error) {
 		zap.Strings("audiences", o.EffectiveAudiences()), zap.Strings("allowedRoles", o.AllowedRoles),
 		zap.Strings("allowedGroups", o.AllowedGroups), zap.Strings("allowedEmailDomains", o.AllowedEmailDomains),
 		zap.Int("skipRules", len(o.SkipAuth)), zap.Int("proxies", len(o.Proxies)), zap.Int("probes", len(o.Probes)),
+		zap.Int("routes", len(o.Routes)),
 		zap.Bool("cookieSecure", o.CookieSecure), zap.Bool("passAccessToken", o.PassAccessToken))
 	for _, p := range o.Proxies {
-		rp := proxy.NewReverseProxy(p.Upstream, o.UpstreamTimeout, log)
-		a.servers = append(a.servers, newServer("proxy", p.Listen, h.Protect(rp)))
+		var next http.Handler
+		if p.Upstream != nil {
+			next = proxy.NewReverseProxy(p.Upstream, o.UpstreamTimeout, log)
+		}
+		if len(o.Routes) > 0 {
+			next = h.Routes(next)
+		}
+		a.servers = append(a.servers, newServer("proxy", p.Listen, h.Protect(next)))
 	}
 	faAddr := o.ForwardAuthAddr
 	if faAddr == "" && len(o.Proxies) == 0 {
