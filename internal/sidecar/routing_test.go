@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -26,8 +27,15 @@ func namedApp(t *testing.T, name string, users *sync.Map) *httptest.Server {
 	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		n, _ := users.LoadOrStore(r.Header.Get("X-Auth-Request-User"), new(atomic.Int32))
 		n.(*atomic.Int32).Add(1)
-		if r.URL.Path == "/ws" {
+		switch r.URL.Path {
+		case "/ws":
 			serveEcho(w, r)
+			return
+		case "/sse":
+			w.Header().Set("Content-Type", "text/event-stream")
+			fmt.Fprintf(w, "data: %s first\n\n", name)
+			w.(http.Flusher).Flush()
+			<-r.Context().Done()
 			return
 		}
 		fmt.Fprintf(w, "%s user=%s", name, r.Header.Get("X-Auth-Request-User"))
@@ -259,13 +267,28 @@ func TestForwardAuthNamesUpstream(t *testing.T) {
 	}
 }
 
-func TestWebSocketThroughRoutedUpstream(t *testing.T) {
+// WebSockets and streams work through a routed (templated) upstream as through a fixed one.
+func TestWebSocketAndStreamThroughRoutedUpstream(t *testing.T) {
 	e, _, _ := routingEnv(t, false)
 	addr := strings.TrimPrefix(e.proxyURL, "http://")
-	hdr := map[string]string{"Authorization": "Bearer " + e.idp.Mint(claimsFor(e, "carol", nil, []string{"ide"}))}
-	reply, code := wsEcho(t, addr, hdr, "hello carol")
+	tok := "Bearer " + e.idp.Mint(claimsFor(e, "carol", nil, []string{"ide"}))
+	reply, code := wsEcho(t, addr, map[string]string{"Authorization": tok}, "hello carol")
 	if code != 101 || reply != "echo: hello carol" {
 		t.Fatalf("websocket: %d %q", code, reply)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.proxyURL+"/sse", nil)
+	req.Header.Set("Authorization", tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	// The first event arrives while carol's app keeps the stream open: it was flushed through.
+	line, err := bufio.NewReader(resp.Body).ReadString('\n')
+	if err != nil || line != "data: carol first\n" {
+		t.Fatalf("stream: %q %v", line, err)
 	}
 }
 
