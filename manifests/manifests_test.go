@@ -213,3 +213,59 @@ func TestCertManagerOverlayInjectsCA(t *testing.T) {
 		t.Fatal("certificate does not write the Secret the deployment mounts")
 	}
 }
+
+// The podgate-cni agent: in kube-system (hostPath needs a privileged namespace), on every node,
+// root only to own the CNI directories, nothing privileged, every capability dropped, ready only
+// once chained; it renders next to the e2e overlay the way the e2e harness applies both.
+func TestCNIAgent(t *testing.T) {
+	root := scratchCopy(t)
+	objs := objects(t, render(t, root, "cni"))
+	for _, want := range []string{"DaemonSet/podgate-cni", "ServiceAccount/podgate-cni", "ClusterRole/podgate-cni", "ClusterRoleBinding/podgate-cni"} {
+		if objs[want] == nil {
+			t.Fatalf("%s missing", want)
+		}
+	}
+	ds := objs["DaemonSet/podgate-cni"]
+	if ns := get(ds, "metadata", "namespace"); ns != "kube-system" {
+		t.Errorf("namespace %v", ns)
+	}
+	if get(objs["ClusterRoleBinding/podgate-cni"], "subjects", 0, "namespace") != "kube-system" {
+		t.Errorf("binding subject %v", get(objs["ClusterRoleBinding/podgate-cni"], "subjects"))
+	}
+	spec := get(ds, "spec", "template", "spec")
+	if get(spec, "tolerations", 0, "operator") != "Exists" || get(spec, "hostNetwork") != nil {
+		t.Errorf("tolerations %v, hostNetwork %v", get(spec, "tolerations"), get(spec, "hostNetwork"))
+	}
+	sc := get(spec, "containers", 0, "securityContext")
+	if get(sc, "privileged") != false || get(sc, "allowPrivilegeEscalation") != false || get(sc, "readOnlyRootFilesystem") != true ||
+		get(sc, "capabilities", "drop", 0) != "ALL" || get(sc, "capabilities", "add") != nil {
+		t.Errorf("agent security context %v", sc)
+	}
+	if get(spec, "containers", 0, "readinessProbe", "httpGet", "path") != "/readyz" {
+		t.Errorf("no readiness on /readyz")
+	}
+	rules := get(objs["ClusterRole/podgate-cni"], "rules")
+	if b, _ := yaml.Marshal(rules); strings.TrimSpace(string(b)) != "- apiGroups:\n  - \"\"\n  resources:\n  - pods\n  verbs:\n  - get" {
+		t.Errorf("ClusterRole rules\n%s", b)
+	}
+
+	// The e2e harness's layering: both directories by relative path, the agent patched.
+	layered := t.TempDir()
+	relE2E, err := filepath.Rel(layered, filepath.Join(root, "overlays/e2e"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	relCNI, _ := filepath.Rel(layered, filepath.Join(root, "cni"))
+	k := "resources:\n- " + relE2E + "\n- " + relCNI + "\nimages:\n- {name: ghcr.io/podgate/cni, newName: podgate.local/cni, newTag: e2e}\npatches:\n- target: {kind: DaemonSet, name: podgate-cni}\n  patch: |-\n" +
+		"    - {op: replace, path: /spec/template/spec/volumes/0/hostPath/path, value: /var/lib/podgate-e2e/cni/bin}\n"
+	if err := os.WriteFile(filepath.Join(layered, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	objs = objects(t, render(t, layered, "."))
+	ds = objs["DaemonSet/podgate-cni"]
+	if get(ds, "spec", "template", "spec", "volumes", 0, "hostPath", "path") != "/var/lib/podgate-e2e/cni/bin" ||
+		get(ds, "metadata", "namespace") != "kube-system" || objs["Deployment/podgate-injector"] == nil ||
+		get(ds, "spec", "template", "spec", "containers", 0, "image") != "podgate.local/cni:e2e" {
+		t.Errorf("layered e2e overlay and agent: %v", get(ds, "spec", "template", "spec"))
+	}
+}
