@@ -2,6 +2,7 @@
 //
 //	injector [serve] [flags]        run the webhook server (in-cluster)
 //	injector inject -f FILE|-       inject opted-in pods in Kubernetes YAML and print it
+//	injector check [--kubeconfig F] inspect an installation; one line per finding, non-zero on a problem
 //	injector annotations            print the annotation reference table (Markdown)
 //	injector version
 //
@@ -16,10 +17,14 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/pflag"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
 	ctrl "sigs.k8s.io/controller-runtime"
 
+	"github.com/podgate/podgate/internal/check"
 	"github.com/podgate/podgate/internal/inject"
 	"github.com/podgate/podgate/internal/logging"
 	"github.com/podgate/podgate/internal/version"
@@ -45,6 +50,8 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		return serve(args)
 	case "inject":
 		return injectCmd(args, stdin, stdout)
+	case "check":
+		return checkCmd(args, stdout)
 	case "annotations":
 		_, err := io.WriteString(stdout, inject.MarkdownTable())
 		return err
@@ -52,7 +59,7 @@ func run(args []string, stdin io.Reader, stdout io.Writer) error {
 		_, err := fmt.Fprintln(stdout, version.Version)
 		return err
 	}
-	return fmt.Errorf("unknown command %q (serve, inject, annotations, version)", cmd)
+	return fmt.Errorf("unknown command %q (serve, inject, check, annotations, version)", cmd)
 }
 
 // configFlags are shared by serve and inject: both inject with the same configuration.
@@ -97,6 +104,38 @@ func injectCmd(args []string, stdin io.Reader, stdout io.Writer) error {
 		in = f
 	}
 	return inject.Manifests(in, stdout, os.Stderr, &cfg)
+}
+
+func checkCmd(args []string, stdout io.Writer) error {
+	fs := pflag.NewFlagSet("check", pflag.ContinueOnError)
+	o := check.DefaultOptions()
+	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
+	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "the injector's namespace")
+	fs.StringVar(&o.CaptureDaemonSet, "capture-daemonset", o.CaptureDaemonSet, "the capture node agent DaemonSet, in --namespace")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	rules.ExplicitPath = *kubeconfig
+	rc, err := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, nil).ClientConfig()
+	if err != nil {
+		return fmt.Errorf("kubeconfig: %w", err)
+	}
+	kube, err := kubernetes.NewForConfig(rc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	findings := (&check.Checker{Kube: kube, Opts: o}).Run(ctx)
+	for _, f := range findings {
+		fmt.Fprintln(stdout, f)
+	}
+	if check.Failed(findings) {
+		return check.ErrProblems
+	}
+	return nil
 }
 
 func serve(args []string) error {
