@@ -111,7 +111,8 @@ func checkCmd(args []string, stdout io.Writer) error {
 	o := check.DefaultOptions()
 	kubeconfig := fs.String("kubeconfig", "", "kubeconfig file (default: $KUBECONFIG, then ~/.kube/config)")
 	fs.StringVar(&o.Namespace, "namespace", o.Namespace, "the injector's namespace")
-	fs.StringVar(&o.CaptureDaemonSet, "capture-daemonset", o.CaptureDaemonSet, "the capture node agent DaemonSet, in --namespace")
+	fs.StringVar(&o.CaptureNamespace, "capture-namespace", o.CaptureNamespace, "the capture node agent's namespace")
+	fs.StringVar(&o.CaptureDaemonSet, "capture-daemonset", o.CaptureDaemonSet, "the capture node agent DaemonSet")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -60,7 +60,8 @@ type Options struct {
 	ConfigMap     string
 	// CertSecrets are tried in order for the serving certificate: self-managed, then files.
 	CertSecrets []string
-	// CaptureDaemonSet is the capture node agent, in Namespace.
+	// CaptureNamespace and CaptureDaemonSet name the capture node agent (manifests/cni).
+	CaptureNamespace string
 	CaptureDaemonSet string
 	Now              func() time.Time
 }
@@ -69,7 +70,7 @@ type Options struct {
 func DefaultOptions() Options {
 	return Options{Namespace: "podgate-system", WebhookConfig: "podgate-injector", Service: "podgate-injector",
 		Deployment: "podgate-injector", ConfigMap: "podgate-injector-config",
-		CertSecrets: []string{"podgate-injector-cert", "podgate-injector-tls"}, CaptureDaemonSet: "podgate-cni", Now: time.Now}
+		CertSecrets: []string{"podgate-injector-cert", "podgate-injector-tls"}, CaptureNamespace: "kube-system", CaptureDaemonSet: "podgate-cni", Now: time.Now}
 }
 
 // Checker runs the checks against one cluster.
@@ -434,9 +435,9 @@ func restartHint(pod *corev1.Pod) string {
 // capture checks that the capture node agent runs, ready, on every node. Without its DaemonSet
 // capture is simply not installed.
 func (c *Checker) capture(ctx context.Context) {
-	ds, err := c.Kube.AppsV1().DaemonSets(c.Opts.Namespace).Get(ctx, c.Opts.CaptureDaemonSet, metav1.GetOptions{})
+	ds, err := c.Kube.AppsV1().DaemonSets(c.Opts.CaptureNamespace).Get(ctx, c.Opts.CaptureDaemonSet, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		c.add(OK, "capture", "node agent DaemonSet %s/%s is not installed (podgate.io/capture unavailable)", c.Opts.Namespace, c.Opts.CaptureDaemonSet)
+		c.add(OK, "capture", "node agent DaemonSet %s/%s is not installed (podgate.io/capture unavailable)", c.Opts.CaptureNamespace, c.Opts.CaptureDaemonSet)
 		return
 	}
 	if err != nil {

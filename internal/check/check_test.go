@@ -120,7 +120,7 @@ func TestGoodInstallIsClean(t *testing.T) {
 		report.WriteString(f.String() + "\n")
 	}
 	for _, want := range []string{"caBundle of pods.injector.podgate.io verifies", "1 enabled: shop", "an opted-in pod in shop comes back injected",
-		"1 injected pods, all current", "node agent DaemonSet podgate-system/podgate-cni is not installed", "2 of 2 replicas ready"} {
+		"1 injected pods, all current", "node agent DaemonSet kube-system/podgate-cni is not installed", "2 of 2 replicas ready"} {
 		if !strings.Contains(report.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, report.String())
 		}
@@ -165,11 +165,11 @@ func TestEachFaultIsReported(t *testing.T) {
 				Annotations: map[string]string{inject.AnnotationInject: "true"}}}, metav1.CreateOptions{})
 		}, "default/naked opted in but has no sidecar"},
 		{"node without the capture agent", func(k *fake.Clientset) {
-			_, _ = k.AppsV1().DaemonSets(ns).Create(ctx, &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "podgate-cni", Namespace: ns},
+			_, _ = k.AppsV1().DaemonSets("kube-system").Create(ctx, &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "podgate-cni", Namespace: "kube-system"},
 				Spec: appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "podgate-cni"}}}},
 				metav1.CreateOptions{})
 			_, _ = k.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: "node-b"}}, metav1.CreateOptions{})
-			_, _ = k.CoreV1().Pods(ns).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "cni-a", Namespace: ns,
+			_, _ = k.CoreV1().Pods("kube-system").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "cni-a", Namespace: "kube-system",
 				Labels: map[string]string{"app.kubernetes.io/name": "podgate-cni"}}, Spec: corev1.PodSpec{NodeName: "node-a"},
 				Status: corev1.PodStatus{Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}}}}, metav1.CreateOptions{})
 		}, "node node-b has no ready podgate-cni agent"},
