@@ -69,6 +69,21 @@ func serve(t *testing.T, n ns.NetNS, port int, name string) {
 	t.Cleanup(func() { _ = srv.Close() })
 }
 
+// expect waits (up to 10 s: a loaded machine, a veth still coming up) until a GET of url from
+// inside n is answered by want, and fails the test otherwise; want "" means nothing answers.
+func expect(t *testing.T, n ns.NetNS, url, want, when string) {
+	t.Helper()
+	var got string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		if got = get(t, n, url); got == want || time.Now().After(deadline) {
+			break
+		}
+	}
+	if got != want {
+		t.Fatalf("%s, %s answered %q, want %q", when, url, got, want)
+	}
+}
+
 // get fetches url from inside n and returns who answered ("" when nothing did).
 func get(t *testing.T, n ns.NetNS, url string) string {
 	t.Helper()
@@ -127,12 +142,8 @@ func TestAddCheckDel(t *testing.T) {
 	serve(t, pod, 8080, "app")
 	serve(t, pod, 4180, "sidecar")
 	serve(t, pod, 4190, "admin")
-	if got := get(t, client, "http://"+podIP+":8080"); got != "app" {
-		t.Fatalf("before ADD, pod IP:8080 answered %q, want the app", got)
-	}
-	if got := get(t, client, "http://"+podIP+":4181"); got != "" {
-		t.Fatalf("before ADD, the check port answered %q, want nothing", got)
-	}
+	expect(t, client, "http://"+podIP+":8080", "app", "before ADD")
+	expect(t, client, "http://"+podIP+":4181", "", "before ADD")
 
 	p := &Plugin{FetchAnnotations: noAPI}
 	args := cmdArgs(pod, netConf(t, map[string]string{AnnotationStatus: status}, true))
@@ -143,15 +154,9 @@ func TestAddCheckDel(t *testing.T) {
 	if res == nil || !strings.Contains(string(out), podIP) {
 		t.Fatalf("ADD did not pass the previous result on: %s", out)
 	}
-	if got := get(t, client, "http://"+podIP+":8080"); got != "sidecar" {
-		t.Fatalf("after ADD, pod IP:8080 answered %q, want the sidecar", got)
-	}
-	if got := get(t, client, "http://"+podIP+":4181"); got != "admin" {
-		t.Fatalf("after ADD, the check port answered %q, want the admin port", got)
-	}
-	if got := get(t, pod, "http://127.0.0.1:8080"); got != "app" {
-		t.Fatalf("after ADD, 127.0.0.1:8080 inside the pod answered %q, want the app", got)
-	}
+	expect(t, client, "http://"+podIP+":8080", "sidecar", "after ADD")
+	expect(t, client, "http://"+podIP+":4181", "admin", "after ADD")
+	expect(t, pod, "http://127.0.0.1:8080", "app", "after ADD")
 	if err := testutils.CmdCheckWithArgs(args, func() error { return p.Check(args) }); err != nil {
 		t.Fatalf("CHECK after ADD: %v", err)
 	}
@@ -177,9 +182,7 @@ func TestAddCheckDel(t *testing.T) {
 	if _, err := c.Read(); !errors.Is(err, nft.ErrNotFound) {
 		t.Fatalf("after DEL the table is still there: %v", err)
 	}
-	if got := get(t, client, "http://"+podIP+":8080"); got != "app" {
-		t.Fatalf("after DEL, pod IP:8080 answered %q, want the app", got)
-	}
+	expect(t, client, "http://"+podIP+":8080", "app", "after DEL")
 }
 
 // Pods that did not ask for cni capture pass through untouched: no table is created.
