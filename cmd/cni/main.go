@@ -20,6 +20,7 @@ import (
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/podgate/podgate/internal/cni"
 	"github.com/podgate/podgate/internal/logging"
@@ -44,6 +45,7 @@ func fileLogger(path string) *zap.Logger {
 	cfg.OutputPaths, cfg.ErrorOutputPaths = []string{path}, []string{path}
 	cfg.Sampling = nil
 	cfg.EncoderConfig.TimeKey = "time"
+	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
 	log, err := cfg.Build()
 	if err != nil {
 		return zap.NewNop()
