@@ -142,7 +142,10 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*princip
 		return nil, OutcomeUnauth, errNoCredentials
 	}
 	now := h.now()
-	if now.Add(RefreshMargin).After(sess.Expiry) {
+	// A session written while the access token was not forwarded has none; once the configuration
+	// forwards it, a refresh fetches one (the app must never get an empty bearer token).
+	missing := h.cfg.PassAccessToken && sess.AccessToken == ""
+	if missing || now.Add(RefreshMargin).After(sess.Expiry) {
 		fresh, err := h.refreshShared(r.Context(), sess)
 		if err == nil {
 			err = h.cfg.Store.Save(w, r, fresh)
@@ -150,7 +153,7 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*princip
 		if err != nil {
 			h.count(OutcomeRefreshFailed)
 			h.log.Info("session refresh failed", zap.Error(err))
-			if now.After(sess.Expiry) {
+			if missing || now.After(sess.Expiry) {
 				h.cfg.Store.Clear(w, r)
 				return nil, OutcomeUnauth, err
 			}
@@ -225,11 +228,19 @@ func (h *Handler) refresh(ctx context.Context, old *session.Session) (*session.S
 			id.Merge(old.Identity)
 		}
 	}
-	fresh.AccessToken, fresh.Expiry, fresh.Identity = tok.AccessToken, tok.Expiry, id
+	fresh.AccessToken, fresh.Expiry, fresh.Identity = h.kept(tok.AccessToken), tok.Expiry, id
 	if tok.RefreshToken != "" {
 		fresh.RefreshToken = tok.RefreshToken
 	}
 	return &fresh, nil
+}
+
+// kept returns the access token to store in the session: only when it is forwarded to the app.
+func (h *Handler) kept(accessToken string) string {
+	if !h.cfg.PassAccessToken {
+		return ""
+	}
+	return accessToken
 }
 
 // identityFromTokens builds the identity from a fresh token response: the ID token (verified,

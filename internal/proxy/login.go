@@ -23,7 +23,7 @@ const (
 	PathStart    = "/oauth2/start"
 	PathCallback = "/oauth2/callback"
 	PathSignIn   = "/oauth2/sign_in"
-	PathSignOut  = "/oauth2/sign_out"
+	PathSignOut  = session.SignOutPath
 	PathUserInfo = "/oauth2/userinfo"
 	PathAuth     = "/oauth2/auth"
 )
@@ -172,7 +172,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusForbidden, "you are signed in but not allowed to access this")
 		return
 	}
-	sess := &session.Session{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, IDToken: idToken,
+	sess := &session.Session{AccessToken: h.kept(tok.AccessToken), RefreshToken: tok.RefreshToken, IDToken: idToken,
 		Expiry: tok.Expiry, Created: h.now(), Identity: id}
 	if err := h.cfg.Store.Save(w, r, sess); err != nil {
 		fail(http.StatusInternalServerError, "session could not be stored", "save")
@@ -237,7 +237,7 @@ func (h *Handler) originalURL(r *http.Request) string {
 // too (id_token_hint, post_logout_redirect_uri), so the next visit really asks for a login.
 func (h *Handler) signOut(w http.ResponseWriter, r *http.Request) {
 	rd := h.redirectTarget(r, r.URL.Query().Get("rd"))
-	sess, _ := h.cfg.Store.Load(r)
+	idToken := h.cfg.Store.LoadIDToken(r)
 	h.cfg.Store.Clear(w, r)
 	h.cfg.Store.ClearLogin(w)
 	w.Header().Set("Cache-Control", "no-store")
@@ -251,8 +251,8 @@ func (h *Handler) signOut(w http.ResponseWriter, r *http.Request) {
 		back = h.origin(r) + back
 	}
 	v := url.Values{"post_logout_redirect_uri": {back}, "client_id": {h.cfg.ClientID}}
-	if sess != nil && sess.IDToken != "" {
-		v.Set("id_token_hint", sess.IDToken)
+	if idToken != "" {
+		v.Set("id_token_hint", idToken)
 	}
 	sep := "?"
 	if strings.Contains(ep.EndSession, "?") {

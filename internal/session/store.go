@@ -27,11 +27,20 @@ var ErrExpired = errors.New("session expired")
 // ErrNoSession means the request carries no session cookie.
 var ErrNoSession = errors.New("no session cookie")
 
-// Session is what the cookie holds.
+// SignOutPath is the sign-out endpoint, the only path the ID token cookie is sent to.
+const SignOutPath = "/oauth2/sign_out"
+
+// Session is what the cookie holds: only what requests need, since the browser sends it with every
+// one of them and every request pays its parsing.
 type Session struct {
-	AccessToken  string `json:"at"`
+	// AccessToken is kept only when the configuration forwards it to the app (the proxy leaves it
+	// empty otherwise): with Keycloak it is the largest part of a session.
+	AccessToken  string `json:"at,omitempty"`
 	RefreshToken string `json:"rt,omitempty"`
-	IDToken      string `json:"it,omitempty"`
+	// IDToken is not part of the session cookie: Save writes it to a cookie of its own (IDTokenName)
+	// whose Path is SignOutPath, where it serves as id_token_hint, so ordinary requests do not carry
+	// its ~1 KB (Keycloak). Load leaves it empty; LoadIDToken reads it.
+	IDToken string `json:"-"`
 	// Expiry is the access token's expiry; the proxy refreshes shortly before it.
 	Expiry time.Time `json:"ex"`
 	// Created is when the user logged in; the session ends Created+MaxAge, refreshes included.
@@ -63,14 +72,26 @@ func (s *Store) Name() string { return s.name }
 // CSRFName returns the login cookie's name.
 func (s *Store) CSRFName() string { return s.name + "_csrf" }
 
-// Owns reports whether a cookie name belongs to the proxy (session, its chunks, the CSRF cookie).
-// Those cookies are removed from every request before it reaches the app.
+// IDTokenName returns the name of the cookie holding the ID token (sent to SignOutPath only).
+// Browsers accept a "__Host-"
+// cookie only with Path=/, so under that prefix the ID token cookie is "__Secure-" (Secure, any
+// path). A sibling host could then plant one, but only a value sealed by this key decrypts: at
+// worst a user's own earlier ID token, which ends nothing but that user's IdP session.
+func (s *Store) IDTokenName() string {
+	if rest, ok := strings.CutPrefix(s.name, "__Host-"); ok {
+		return "__Secure-" + rest + "_idt"
+	}
+	return s.name + "_idt"
+}
+
+// Owns reports whether a cookie name belongs to the proxy (session, its chunks, the CSRF cookie,
+// the ID token cookie). Those cookies are removed from every request before it reaches the app.
 func (s *Store) Owns(name string) bool {
 	if !strings.HasPrefix(name, s.name) {
-		return false
+		return strings.HasPrefix(name, "__Secure-") && name == s.IDTokenName()
 	}
 	rest := name[len(s.name):]
-	if rest == "" || rest == "_csrf" {
+	if rest == "" || rest == "_csrf" || rest == "_idt" {
 		return true
 	}
 	if len(rest) < 2 || rest[0] != '_' {
@@ -154,7 +175,8 @@ func (s *Store) cookie(name, value string, maxAge int) *http.Cookie {
 }
 
 // Save writes the session, split into name_0, name_1, ... when larger than ChunkSize, and expires
-// whichever of the other form the request still carries.
+// whichever of the other form the request still carries. A non-empty sess.IDToken is written to
+// the ID token cookie (a session without one keeps the cookie the browser has).
 func (s *Store) Save(w http.ResponseWriter, r *http.Request, sess *Session) error {
 	pt, err := json.Marshal(sess)
 	if err != nil {
@@ -164,6 +186,9 @@ func (s *Store) Save(w http.ResponseWriter, r *http.Request, sess *Session) erro
 	maxAge := int(time.Until(sess.Created.Add(s.maxAge)).Seconds())
 	if maxAge < 1 {
 		maxAge = 1
+	}
+	if sess.IDToken != "" {
+		s.saveIDToken(w, sess.IDToken, maxAge)
 	}
 	present := s.cookieValues(r)
 	if len(v) <= ChunkSize {
@@ -195,13 +220,43 @@ func (s *Store) expireChunks(w http.ResponseWriter, present map[string]string, f
 	}
 }
 
-// Clear expires every session cookie the request carries.
+// saveIDToken writes the ID token cookie. An ID token too large for one cookie is not kept (its
+// cookie is expired instead): sign-out then names the client instead of the session, and Keycloak
+// asks the user to confirm.
+func (s *Store) saveIDToken(w http.ResponseWriter, idToken string, maxAge int) {
+	c := s.cookie(s.IDTokenName(), s.codec.Seal(s.IDTokenName(), []byte(idToken)), maxAge)
+	if len(c.Value) > ChunkSize {
+		c.Value, c.MaxAge = "", -1
+	}
+	c.Path = SignOutPath
+	http.SetCookie(w, c)
+}
+
+// LoadIDToken returns the ID token of the request's ID token cookie, or "" (none, or it does not
+// decrypt). Only requests to SignOutPath carry it.
+func (s *Store) LoadIDToken(r *http.Request) string {
+	v, ok := s.cookieValues(r)[s.IDTokenName()]
+	if !ok {
+		return ""
+	}
+	pt, err := s.codec.Open(s.IDTokenName(), v)
+	if err != nil {
+		return ""
+	}
+	return string(pt)
+}
+
+// Clear expires every session cookie the request carries, and the ID token cookie, which requests
+// outside SignOutPath do not show: a new login must never sign out with an old session's hint.
 func (s *Store) Clear(w http.ResponseWriter, r *http.Request) {
 	present := s.cookieValues(r)
 	if _, ok := present[s.name]; ok {
 		http.SetCookie(w, s.cookie(s.name, "", -1))
 	}
 	s.expireChunks(w, present, 0)
+	c := s.cookie(s.IDTokenName(), "", -1)
+	c.Path = SignOutPath
+	http.SetCookie(w, c)
 }
 
 // Login is the state of one login in progress, bound to the browser by the CSRF cookie.

@@ -85,9 +85,9 @@ func TestCookieBoundToName(t *testing.T) {
 
 func TestStripCookiesKeepsAppCookies(t *testing.T) {
 	s := testStore(t, time.Now())
-	h := http.Header{"Cookie": {"a=1; __Host-_pg=x; __Host-_pg_0=y; __Host-_pg_12=z; __Host-_pg_csrf=c", "b=2;__Host-_pgother=keep"}}
+	h := http.Header{"Cookie": {"a=1; __Host-_pg=x; __Host-_pg_0=y; __Host-_pg_12=z; __Host-_pg_csrf=c", "b=2;__Host-_pgother=keep; __Secure-_pg_idt=i; __Secure-_pg=keep"}}
 	s.StripCookies(h)
-	if got := h.Get("Cookie"); got != "a=1; b=2; __Host-_pgother=keep" {
+	if got := h.Get("Cookie"); got != "a=1; b=2; __Host-_pgother=keep; __Secure-_pg=keep" {
 		t.Errorf("Cookie = %q", got)
 	}
 	h = http.Header{"Cookie": {"__Host-_pg=x"}}
@@ -109,5 +109,64 @@ func TestLoginExpires(t *testing.T) {
 	}
 	if _, err := testStore(t, now.Add(LoginTTL+time.Second)).LoadLogin(req); err != ErrExpired {
 		t.Errorf("stale login cookie: %v", err)
+	}
+}
+
+// TestIDTokenCookie: the ID token travels in a cookie of its own, sent only to the sign-out
+// endpoint (a "__Secure-" name, since browsers refuse "__Host-" cookies outside Path=/), never in
+// the session cookie, and it is cleared with the session.
+func TestIDTokenCookie(t *testing.T) {
+	now := time.Now()
+	s := testStore(t, now)
+	sess := &Session{RefreshToken: "r", IDToken: "the.id.token", Created: now, Identity: &auth.Identity{User: "u"}}
+	_, cookies := roundTrip(t, s, sess)
+	var idt *http.Cookie
+	for _, c := range cookies {
+		if c.Name == "__Secure-_pg_idt" {
+			idt = c
+		} else if strings.Contains(c.Value, "id.token") {
+			t.Errorf("cookie %s holds the ID token in clear", c.Name)
+		}
+	}
+	if idt == nil || idt.Path != SignOutPath || !idt.Secure || !idt.HttpOnly || idt.MaxAge <= 0 {
+		t.Fatalf("ID token cookie = %+v", idt)
+	}
+	if !s.Owns(idt.Name) {
+		t.Error("the ID token cookie is not the proxy's (it would reach the app)")
+	}
+	req := httptest.NewRequest("GET", SignOutPath, nil)
+	req.AddCookie(&http.Cookie{Name: idt.Name, Value: idt.Value})
+	if got := s.LoadIDToken(req); got != "the.id.token" {
+		t.Errorf("LoadIDToken = %q", got)
+	}
+	main := cookies[len(cookies)-1]
+	req = httptest.NewRequest("GET", "/", nil)
+	req.AddCookie(&http.Cookie{Name: main.Name, Value: main.Value})
+	if got, err := s.Load(req); err != nil || got.IDToken != "" {
+		t.Errorf("Load = %+v, %v: the session cookie carries the ID token", got, err)
+	}
+	// A session value moved into the ID token cookie does not decrypt there.
+	req = httptest.NewRequest("GET", SignOutPath, nil)
+	req.AddCookie(&http.Cookie{Name: idt.Name, Value: main.Value})
+	if got := s.LoadIDToken(req); got != "" {
+		t.Errorf("session value accepted as ID token: %q", got)
+	}
+
+	rec := httptest.NewRecorder()
+	s.Clear(rec, httptest.NewRequest("GET", "/elsewhere", nil))
+	cleared := false
+	for _, c := range rec.Result().Cookies() {
+		cleared = cleared || c.Name == idt.Name && c.Path == SignOutPath && c.MaxAge < 0
+	}
+	if !cleared {
+		t.Errorf("Clear left the ID token cookie: %v", rec.Result().Cookies())
+	}
+
+	// Without an ID token (a refresh that returned none) the browser's cookie is left alone.
+	_, cookies = roundTrip(t, s, &Session{RefreshToken: "r", Created: now, Identity: &auth.Identity{User: "u"}})
+	for _, c := range cookies {
+		if c.Name == idt.Name {
+			t.Errorf("ID token cookie written without an ID token: %+v", c)
+		}
 	}
 }

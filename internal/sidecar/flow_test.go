@@ -74,10 +74,12 @@ func TestBrowserLoginFlow(t *testing.T) {
 	if loc.Query().Get("id_token_hint") == "" || loc.Query().Get("post_logout_redirect_uri") != e.proxyURL+"/bye" {
 		t.Errorf("end-session query = %v", loc.Query())
 	}
-	u, _ := url.Parse(e.proxyURL)
-	for _, ck := range c.Jar.Cookies(u) {
-		if strings.HasPrefix(ck.Name, "_podgate") {
-			t.Errorf("cookie %s survived sign-out", ck.Name)
+	for _, path := range []string{"/", "/oauth2/sign_out"} {
+		u, _ := url.Parse(e.proxyURL + path)
+		for _, ck := range c.Jar.Cookies(u) {
+			if strings.HasPrefix(ck.Name, "_podgate") {
+				t.Errorf("cookie %s (at %s) survived sign-out", ck.Name, path)
+			}
 		}
 	}
 }
