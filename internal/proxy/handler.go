@@ -279,6 +279,7 @@ func (h *Handler) Protect(next http.Handler) http.Handler {
 			endpoints.ServeHTTP(w, r)
 			return
 		}
+		stripRerouting(r.Header)
 		if h.skip.match(r.Method, r.URL) {
 			h.count(OutcomeSkipped)
 			h.cfg.Store.StripCookies(r.Header)

@@ -35,6 +35,31 @@ var spoofable = []string{
 	"x-forwarded-access-token", "x-podgate-upstream",
 }
 
+// rerouting lists, lower-case with '-', the headers some frameworks route on instead of the
+// request line: IIS/Symfony/Laminas read X-Original-URL and X-Rewrite-URL as the path, and
+// method-override middleware (Express, Rails, Spring's HiddenHttpMethodFilter) X-HTTP-Method-Override
+// and its variants as the method. The proxy decides on the request line, so a client sending
+// "GET /public" with "X-Original-URL: /admin" would reach /admin through a skip rule. Only an
+// ingress in front may set them, and it talks to the app through the proxy, so none is legitimate
+// here. (/oauth2/sign_in still reads nginx's X-Original-URL: these are stripped on the way to the
+// app only.)
+var rerouting = []string{"x-original-url", "x-rewrite-url", "x-http-method-override", "x-http-method", "x-method-override"}
+
+// stripRerouting deletes every client-sent copy of the rerouting headers (any case, '_' for '-').
+func stripRerouting(h http.Header) {
+	for k := range h {
+		if len(k) < len("x-http-method") || (k[0] != 'X' && k[0] != 'x') {
+			continue
+		}
+		for _, s := range rerouting {
+			if len(s) == len(k) && foldEqual(k, s) {
+				delete(h, k)
+				break
+			}
+		}
+	}
+}
+
 // isSpoofable compares a header name case-insensitively with '_' equal to '-': CGI-style servers
 // (and nginx with underscores_in_headers) map X_Forwarded_User and X-Forwarded-User to the same
 // variable, so both spellings must go.

@@ -37,28 +37,31 @@ func TestValidRedirectRejectsOpenRedirectPayloads(t *testing.T) {
 	}
 }
 
+// TestNormalisePath: only a path already in normal form can be matched against skip rules, because
+// the app receives the raw path. The cases include those path.Clean and RFC 3986 dot-segment
+// removal resolve differently ("/a//../b": "/b" for one, "/a/b" for the other).
 func TestNormalisePath(t *testing.T) {
-	cases := map[string]string{
-		"/a/b": "/a/b", "/a//b": "/a/b", "/a/./b": "/a/b", "/a/../b": "/b", "/../../b": "/b",
-		"/a/%2e%2e/b": "/b", "/a/b/": "/a/b", "/%61": "/a",
-	}
-	for raw, want := range cases {
+	for _, raw := range []string{"/", "/a/b", "/a/b/", "/a/b%20c", "/caf%C3%A9", "/a/.well-known/x", "/a/..b/c.", "/a/b?x=/../c"} {
 		u, err := url.ParseRequestURI(raw)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, ok := NormalisePath(u)
-		if !ok || got != want {
+		want := u.Path
+		if got, ok := NormalisePath(u); !ok || got != want {
 			t.Errorf("%s → %q %v, want %q", raw, got, ok, want)
 		}
 	}
-	for _, raw := range []string{"/a%2fb", "/a%2Fb", "/a%5cb", "/a%25b", "/a;b", "/a%00b", "/a%3bb"} {
+	for _, raw := range []string{
+		"/a%2fb", "/a%2Fb", "/a%5cb", "/a%25b", "/a;b", "/a%00b", "/a%3bb",
+		"/a//b", "//a", "/a/./b", "/a/../b", "/../../b", "/a/%2e%2e/b", "/a/%2E/b", "/a/.", "/a/..",
+		"/a//../b", "/a/b//..", "/a/.//b", "/%61", "/caf%c3%a9", "/a%2db", "/a\\b", "/.", "/..",
+	} {
 		u, err := url.ParseRequestURI(raw)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if got, ok := NormalisePath(u); ok {
-			t.Errorf("%s → %q accepted as unambiguous", raw, got)
+			t.Errorf("%s → %q accepted as normal", raw, got)
 		}
 	}
 }
