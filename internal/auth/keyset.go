@@ -32,20 +32,38 @@ var ErrUnknownKey = errors.New("token signed by an unknown key")
 // per MinInterval, so key rotation needs no restart while a flood of tokens with random key ids
 // cannot turn the sidecar into a JWKS amplifier against the IdP. Fetch failures keep the keys
 // already held, so tokens keep verifying while the IdP is briefly down.
+//
+// A fetch belongs to no request: it runs on its own context with its own timeout, and a request
+// that triggered or joined it only waits for it. Were it bound to the triggering request, a client
+// sending random key ids and hanging up would cancel every fetch while still starting the rate-limit
+// window, and a real rotation would go unlearned until the periodic refresh, refusing every new
+// token, logins included. For the same reason the window starts when a fetch completes, never when
+// one starts.
 type KeySet struct {
-	url         string
 	client      *http.Client
 	minInterval time.Duration
 	now         func() time.Time
 	// OnFetch is told the result of every fetch attempt ("ok", "error", "ratelimited").
 	OnFetch func(result string)
 
-	mu        sync.RWMutex
-	keys      []jose.JSONWebKey
-	loaded    bool
-	fetchMu   sync.Mutex // serialises fetches: concurrent misses share one request
-	lastFetch time.Time
+	mu     sync.RWMutex
+	keys   []jose.JSONWebKey
+	loaded bool
+
+	fetchMu  sync.Mutex // guards url, flight and lastDone
+	url      string
+	flight   *fetchFlight // the fetch in progress, shared by every caller meanwhile
+	lastDone time.Time    // when the last fetch completed
 }
+
+// fetchFlight is one fetch; done is closed once err is set and any new keys are stored.
+type fetchFlight struct {
+	done chan struct{}
+	err  error
+}
+
+// fetchTimeout bounds one fetch, whoever waits for it.
+const fetchTimeout = 10 * time.Second
 
 // NewKeySet returns an empty key set reading url with client. The url may be set later with
 // SetURL, once discovery has found it.
@@ -53,7 +71,7 @@ func NewKeySet(url string, client *http.Client, minInterval time.Duration) *KeyS
 	return &KeySet{url: url, client: client, minInterval: minInterval, now: time.Now}
 }
 
-// SetURL changes where keys are fetched from.
+// SetURL changes where keys are fetched from (from the next fetch on).
 func (k *KeySet) SetURL(url string) {
 	k.fetchMu.Lock()
 	k.url = url
@@ -67,25 +85,50 @@ func (k *KeySet) Loaded() bool {
 	return k.loaded
 }
 
-// Refresh fetches the key set now, regardless of the rate limit (start-up, periodic refresh).
+// Refresh fetches the key set now, regardless of the rate limit (start-up, periodic refresh), or
+// joins the fetch already in progress. ctx bounds the wait, not the fetch.
 func (k *KeySet) Refresh(ctx context.Context) error {
 	k.fetchMu.Lock()
-	defer k.fetchMu.Unlock()
-	return k.fetchLocked(ctx)
+	f := k.startLocked()
+	k.fetchMu.Unlock()
+	select {
+	case <-f.done:
+		return f.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
-func (k *KeySet) fetchLocked(ctx context.Context) error {
-	k.lastFetch = k.now()
-	keys, err := k.fetch(ctx)
+// startLocked returns the fetch in progress, starting one when there is none. fetchMu is held.
+func (k *KeySet) startLocked() *fetchFlight {
+	if k.flight != nil {
+		return k.flight
+	}
+	f := &fetchFlight{done: make(chan struct{})}
+	k.flight = f
+	go k.run(f, k.url)
+	return f
+}
+
+func (k *KeySet) run(f *fetchFlight, url string) {
+	ctx, cancel := context.WithTimeout(context.Background(), fetchTimeout)
+	defer cancel()
+	keys, err := k.fetch(ctx, url)
+	if err == nil {
+		k.mu.Lock()
+		k.keys, k.loaded = keys, true
+		k.mu.Unlock()
+	}
+	k.fetchMu.Lock()
+	k.flight, k.lastDone = nil, k.now()
+	k.fetchMu.Unlock()
+	f.err = err
+	close(f.done)
 	if err != nil {
 		k.report("error")
-		return err
+	} else {
+		k.report("ok")
 	}
-	k.mu.Lock()
-	k.keys, k.loaded = keys, true
-	k.mu.Unlock()
-	k.report("ok")
-	return nil
 }
 
 func (k *KeySet) report(result string) {
@@ -94,10 +137,8 @@ func (k *KeySet) report(result string) {
 	}
 }
 
-func (k *KeySet) fetch(ctx context.Context) ([]jose.JSONWebKey, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
+func (k *KeySet) fetch(ctx context.Context, url string) ([]jose.JSONWebKey, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -180,19 +221,29 @@ func (k *KeySet) VerifySignature(ctx context.Context, jwt string) ([]byte, error
 	return nil, errors.New("signature does not verify")
 }
 
+// refetchFor starts (or joins) a refetch for an unknown key id, unless a fetch completed less than
+// minInterval ago, and waits for it as long as the request lasts.
 func (k *KeySet) refetchFor(ctx context.Context, kid string) []jose.JSONWebKey {
 	k.fetchMu.Lock()
-	defer k.fetchMu.Unlock()
-	// Another request may have fetched while this one waited.
+	// Another request's fetch may have brought the key while this one waited for the lock.
 	if keys := k.candidates(kid); len(keys) > 0 {
+		k.fetchMu.Unlock()
 		return keys
 	}
-	if k.now().Sub(k.lastFetch) < k.minInterval {
-		k.report("ratelimited")
+	f := k.flight
+	if f == nil {
+		if !k.lastDone.IsZero() && k.now().Sub(k.lastDone) < k.minInterval {
+			k.fetchMu.Unlock()
+			k.report("ratelimited")
+			return nil
+		}
+		f = k.startLocked()
+	}
+	k.fetchMu.Unlock()
+	select {
+	case <-f.done:
+		return k.candidates(kid)
+	case <-ctx.Done():
 		return nil
 	}
-	if err := k.fetchLocked(ctx); err != nil {
-		return nil
-	}
-	return k.candidates(kid)
 }

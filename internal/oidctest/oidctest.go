@@ -81,6 +81,8 @@ type Provider struct {
 	lastEnd   url.Values
 
 	down        atomic.Bool
+	jwksDelay   atomic.Int64 // nanoseconds the JWKS endpoint waits before answering
+	tokenDelay  atomic.Int64 // nanoseconds the token endpoint waits before answering
 	jwksFetches atomic.Int64
 	tokenCalls  atomic.Int64
 }
@@ -160,6 +162,13 @@ func (p *Provider) ClientID() string { return p.cfg.ClientID }
 
 // SetDown makes every endpoint answer 503 (IdP outage) or serve again.
 func (p *Provider) SetDown(down bool) { p.down.Store(down) }
+
+// SetDelays makes the JWKS and token endpoints wait before answering (a slow IdP), so tests can
+// hang up on a request while the fetch it triggered is still running.
+func (p *Provider) SetDelays(jwks, token time.Duration) {
+	p.jwksDelay.Store(int64(jwks))
+	p.tokenDelay.Store(int64(token))
+}
 
 // JWKSFetches counts JWKS requests served.
 func (p *Provider) JWKSFetches() int64 { return p.jwksFetches.Load() }
@@ -307,6 +316,21 @@ func MintNone(claims map[string]any) string {
 	return h + "." + base64.RawURLEncoding.EncodeToString(b) + "."
 }
 
+// sleep waits d, or less if the caller hangs up first; it reports whether the caller is still there.
+func sleep(r *http.Request, d time.Duration) bool {
+	if d <= 0 {
+		return true
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
+
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -332,6 +356,9 @@ func (p *Provider) discovery(w http.ResponseWriter, r *http.Request) {
 
 func (p *Provider) jwks(w http.ResponseWriter, r *http.Request) {
 	p.jwksFetches.Add(1)
+	if !sleep(r, time.Duration(p.jwksDelay.Load())) {
+		return
+	}
 	p.mu.Lock()
 	var set jose.JSONWebKeySet
 	for _, k := range p.keys {
@@ -384,6 +411,9 @@ func (p *Provider) clientAuthOK(r *http.Request) bool {
 
 func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 	p.tokenCalls.Add(1)
+	if !sleep(r, time.Duration(p.tokenDelay.Load())) {
+		return
+	}
 	if err := r.ParseForm(); err != nil || r.Method != http.MethodPost {
 		writeJSON(w, 400, map[string]string{"error": "invalid_request"})
 		return

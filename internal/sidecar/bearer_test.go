@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/pem"
 	"io"
@@ -193,6 +194,35 @@ func TestKeyRefetchRateLimited(t *testing.T) {
 	}
 	if body := scrape(t, e); !strings.Contains(body, `podgate_jwks_refreshes_total{result="ratelimited"} 5`) {
 		t.Errorf("rate-limited refetches not counted:\n%s", body)
+	}
+}
+
+// TestKeyRefetchNotStarvedByHangups: a client that sends an unknown kid and hangs up must neither
+// cancel the refetch it triggered nor leave a rate-limit window behind with nothing learned. The IdP
+// rotated its key; the attacker's request is abandoned while the (slow) fetch runs; the first token
+// of the new key must then verify without another fetch.
+func TestKeyRefetchNotStarvedByHangups(t *testing.T) {
+	e := newEnv(t, envOpt{opts: func(o *options.Options) { o.JWKSRefreshMinInterval = 500 * time.Millisecond }})
+	time.Sleep(600 * time.Millisecond) // past the window the start-up fetch opened
+	e.idp.Rotate(true)
+	e.idp.SetDelays(300*time.Millisecond, 0)
+	before := e.idp.JWKSFetches()
+	junk := oidctest.MintWith(oidctest.NewUnpublishedKey(), e.idp.Claims())
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.proxyURL+"/", nil)
+	req.Header.Set("Authorization", "Bearer "+junk)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the hostile request was answered (%d) before the client hung up", resp.StatusCode)
+	}
+	cancel()
+	// The legitimate token waits for the fetch still in flight (or finds its keys).
+	tok := e.idp.Mint(e.idp.Claims())
+	if resp, _ := do(t, nil, "GET", e.proxyURL+"/", bearer(tok)); resp.StatusCode != 200 {
+		t.Fatalf("token of the rotated key after a hung-up refetch: %d, want 200", resp.StatusCode)
+	}
+	if got := e.idp.JWKSFetches() - before; got != 1 {
+		t.Errorf("%d JWKS fetches, want the 1 the hung-up request triggered", got)
 	}
 }
 
