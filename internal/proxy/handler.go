@@ -180,6 +180,8 @@ const (
 	// refreshBackoff is how long a failed refresh is not retried for that session: while the IdP is
 	// down, a busy session inside the refresh margin must not hit the token endpoint per request.
 	refreshBackoff = 5 * time.Second
+	// refreshTimeout bounds one refresh, whichever request waits for it.
+	refreshTimeout = 15 * time.Second
 )
 
 // refreshShared redeems the session's refresh token once for all concurrent and closely following
@@ -196,6 +198,11 @@ func (h *Handler) refreshShared(ctx context.Context, old *session.Session) (*ses
 	if res, ok := h.refreshed.Get(key, now); ok {
 		return res.sess, res.err
 	}
+	// The refresh belongs to the session, not to the request that found it due: a browser cancels
+	// requests on every navigation, and a cancelled refresh would be shared as a failure with the
+	// session's next requests and log the user out. It gets its own deadline instead.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
+	defer cancel()
 	fresh, err := h.refresh(ctx, old)
 	ttl := refreshReuse
 	if err != nil {

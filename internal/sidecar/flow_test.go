@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -262,6 +263,38 @@ func TestRefreshBeforeExpiry(t *testing.T) {
 	}
 	if e.idp.TokenCalls() != before+1 {
 		t.Errorf("token endpoint called %d times for one session refresh", e.idp.TokenCalls()-before)
+	}
+}
+
+// TestRefreshSurvivesCancelledRequest: a browser cancels requests all the time (navigation, closed
+// tab). The request that happens to trigger a session refresh must not take the refresh down with it:
+// the failure would be shared with the next requests and log the user out.
+func TestRefreshSurvivesCancelledRequest(t *testing.T) {
+	// Access tokens issued already expired (within the verifier's skew): every request refreshes.
+	e := newEnv(t, envOpt{idp: oidctest.Config{AccessTTL: -10 * time.Second}})
+	c, resp, _ := e.login("/")
+	if resp.StatusCode != 200 {
+		t.Fatal("login failed")
+	}
+	u, _ := url.Parse(e.proxyURL)
+	var cookie []string
+	for _, ck := range c.Jar.Cookies(u) {
+		cookie = append(cookie, ck.Name+"="+ck.Value)
+	}
+	e.idp.SetDelays(0, 400*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	req, _ := http.NewRequestWithContext(ctx, "GET", e.proxyURL+"/cancelled", nil)
+	req.Header.Set("Cookie", strings.Join(cookie, "; "))
+	req.Header.Set("Accept", "application/json")
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("the request was answered (%d) before the client hung up", resp.StatusCode)
+	}
+	cancel()
+	e.idp.SetDelays(0, 0)
+	resp, _ = do(t, nil, "GET", e.proxyURL+"/next", map[string]string{"Cookie": strings.Join(cookie, "; "), "Accept": "text/html"})
+	if resp.StatusCode != 200 {
+		t.Fatalf("after a cancelled request during the refresh: %d (%s), want 200", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }
 
