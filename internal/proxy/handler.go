@@ -308,10 +308,13 @@ func (h *Handler) Protect(next http.Handler) http.Handler {
 		h.count(outcome)
 		h.cfg.Store.StripCookies(r.Header)
 		setIdentity(r.Header, p.id)
+		// Whatever Authorization the app receives is one the proxy verified, or none: with a cookie
+		// session, a client-sent "Authorization: Basic …" or "Bearer<TAB>forged" (not a bearer
+		// header to the proxy) would otherwise reach the app next to a real identity, and an app
+		// that trusts the header because the proxy sits in front would take it as verified.
 		if h.cfg.PassAccessToken {
 			r.Header["Authorization"] = []string{"Bearer " + p.accessToken}
-		} else if p.bearer {
-			// The bearer token was the credential; the app gets the identity headers instead.
+		} else {
 			delete(r.Header, "Authorization")
 		}
 		next.ServeHTTP(w, h.withIdentity(r, p.id))

@@ -298,6 +298,29 @@ func TestRefreshSurvivesCancelledRequest(t *testing.T) {
 	}
 }
 
+// TestUnverifiedAuthorizationWithCookie: with a valid session cookie, an Authorization header the
+// proxy did not verify (another scheme, or a bearer spelled so the proxy does not read it as one)
+// must not reach the app next to the session's identity.
+func TestUnverifiedAuthorizationWithCookie(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	c, resp, _ := e.login("/")
+	if resp.StatusCode != 200 {
+		t.Fatal("login failed")
+	}
+	for _, forged := range []string{"Basic cm9vdDpyb290", "Bearer\tforged", "Token forged", "Bearer"} {
+		resp, _ := do(t, c, "GET", e.proxyURL+"/api", map[string]string{"Authorization": forged, "Accept": "application/json"})
+		if resp.StatusCode != 200 {
+			t.Fatalf("%q with a cookie session: %d", forged, resp.StatusCode)
+		}
+		if got := e.last().Header.Values("Authorization"); len(got) != 0 {
+			t.Errorf("unverified Authorization %q reached the app next to a cookie session", got)
+		}
+		if e.last().Header.Get("X-Auth-Request-User") != "alice" {
+			t.Errorf("identity missing")
+		}
+	}
+}
+
 func TestLargeSessionSplitAndNeverForwarded(t *testing.T) {
 	groups := make([]string, 60)
 	for i := range groups {
