@@ -100,7 +100,8 @@ func (v *Verifier) verify(ctx context.Context, raw string) (Claims, error) {
 	return c, nil
 }
 
-// VerifyBearer verifies an access token presented by a client and returns its identity.
+// VerifyBearer verifies an access token presented by a client and returns its identity. ID and
+// refresh tokens are refused even when signed by the provider for this client (isAccessToken).
 func (v *Verifier) VerifyBearer(ctx context.Context, raw string) (*Identity, error) {
 	key := sha256.Sum256([]byte(raw))
 	now := v.now()
@@ -109,9 +110,16 @@ func (v *Verifier) VerifyBearer(ctx context.Context, raw string) (*Identity, err
 		return id, nil
 	}
 	v.report(false)
+	hdr, err := ParseTokenHeader(raw)
+	if err != nil {
+		return nil, err
+	}
 	c, err := v.verify(ctx, raw)
 	if err != nil {
 		return nil, err
+	}
+	if !isAccessToken(hdr, c) {
+		return nil, ErrNotAccessToken
 	}
 	if !slices.ContainsFunc(c.Audiences(), func(a string) bool { return slices.Contains(v.audiences, a) }) {
 		return nil, ErrAudience

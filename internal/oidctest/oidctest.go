@@ -286,7 +286,12 @@ func MintWith(key *Key, claims map[string]any) string {
 
 // MintRaw signs claims with any go-jose signing key (HMAC included, for confusion attacks).
 func MintRaw(sk jose.SigningKey, kid string, claims map[string]any) string {
-	opts := (&jose.SignerOptions{}).WithType("JWT")
+	return MintTyped(sk, kid, "JWT", claims)
+}
+
+// MintTyped is MintRaw with the header's "typ" (RFC 9068 access tokens carry "at+jwt").
+func MintTyped(sk jose.SigningKey, kid, typ string, claims map[string]any) string {
+	opts := (&jose.SignerOptions{}).WithType(jose.ContentType(typ))
 	if kid != "" {
 		opts = opts.WithHeader("kid", kid)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/pem"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -66,15 +67,18 @@ func TestPassAccessToken(t *testing.T) {
 func TestBearerRejected(t *testing.T) {
 	e := newEnv(t, envOpt{})
 	good := e.idp.Claims()
-	with := func(k string, v any) map[string]any {
+	// with returns the good claims changed by key/value pairs (a nil value deletes the claim).
+	with := func(kv ...any) map[string]any {
 		c := map[string]any{}
 		for kk, vv := range good {
 			c[kk] = vv
 		}
-		if v == nil {
-			delete(c, k)
-		} else {
-			c[k] = v
+		for i := 0; i < len(kv); i += 2 {
+			if k := kv[i].(string); kv[i+1] == nil {
+				delete(c, k)
+			} else {
+				c[k] = kv[i+1]
+			}
 		}
 		return c
 	}
@@ -107,6 +111,10 @@ func TestBearerRejected(t *testing.T) {
 		"tampered payload":           parts[0] + "." + strings.Split(e.idp.Mint(with("preferred_username", "admin")), ".")[1] + "." + parts[2],
 		"tampered signature":         parts[0] + "." + parts[1] + "." + string(sig),
 		"unknown kid, foreign key":   oidctest.MintWith(oidctest.NewUnpublishedKey(), good),
+		"ID token (typ ID)":          e.idp.Mint(with("typ", "ID")),
+		"refresh token (typ)":        e.idp.Mint(with("typ", "Refresh")),
+		"no typ, nonce (ID token)":   e.idp.Mint(with("typ", nil, "nonce", "n-1")),
+		"no typ, at_hash (ID token)": e.idp.Mint(with("typ", nil, "at_hash", "h")),
 		"garbage":                    "not.a.jwt",
 		"empty":                      "",
 		"two dots only":              "..",
@@ -139,6 +147,42 @@ func TestBearerRejected(t *testing.T) {
 		}
 		if strings.Contains(entry.Message, "eyJ") {
 			t.Errorf("log message holds a token: %q", entry.Message)
+		}
+	}
+}
+
+// TestOnlyAccessTokensAsBearer: the provider's ID token carries the client id as audience and is
+// handed to the browser (it rides in the sign-out URL); it must not open the API. Access tokens pass
+// however they say what they are: RFC 9068's "at+jwt" header or Keycloak's typ claim.
+func TestOnlyAccessTokensAsBearer(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	c, resp, _ := e.login("/")
+	if resp.StatusCode != 200 {
+		t.Fatal("login failed")
+	}
+	nr := &http.Client{Jar: c.Jar, CheckRedirect: noRedirect().CheckRedirect}
+	resp, _ = do(t, nr, "GET", e.proxyURL+"/oauth2/sign_out", nil)
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	idToken := loc.Query().Get("id_token_hint")
+	if idToken == "" {
+		t.Fatalf("no id_token_hint in the sign-out redirect %s", loc)
+	}
+	for _, u := range []string{e.proxyURL + "/api", e.faURL + "/oauth2/auth"} {
+		if resp, _ := do(t, nil, "GET", u, bearer(idToken)); resp.StatusCode != 401 {
+			t.Errorf("ID token from the sign-out URL as bearer on %s: %d, want 401", u, resp.StatusCode)
+		}
+	}
+	key := e.idp.SigningKey()
+	sk := jose.SigningKey{Algorithm: key.Alg, Key: key.Signer}
+	noTyp := e.idp.Claims()
+	delete(noTyp, "typ")
+	for name, tok := range map[string]string{
+		"typ Bearer claim":        e.idp.Mint(e.idp.Claims()),
+		"at+jwt header, no claim": oidctest.MintTyped(sk, key.ID, "at+jwt", noTyp),
+		"no typ anywhere":         e.idp.Mint(noTyp),
+	} {
+		if resp, _ := do(t, nil, "GET", e.proxyURL+"/api", bearer(tok)); resp.StatusCode != 200 {
+			t.Errorf("access token (%s): %d, want 200", name, resp.StatusCode)
 		}
 	}
 }
