@@ -233,10 +233,54 @@ func (h *Handler) originalURL(r *http.Request) string {
 	return "/"
 }
 
+var signOutPage = template.Must(template.New("").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>Sign out</title></head>
+<body><p>Another site asked to sign you out. <a href="{{.}}">Sign out</a></p></body></html>
+`))
+
+// crossSite reports whether a request was started by another site: the browser's Sec-Fetch-Site,
+// else the Origin or Referer host compared with the request's own (and --allowed-redirect-host). A
+// request with none of them (typed URL, old client, referrer stripped) is not cross-site: there is
+// nothing to tell, and a plain link from the app's own pages must keep working.
+func (h *Handler) crossSite(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "same-origin", "none":
+		return false
+	case "cross-site":
+		return true
+	}
+	// "same-site" (a sibling subdomain) or no Sec-Fetch-Site: decide on the host that sent it.
+	from := r.Header.Get("Origin")
+	if from == "" || from == "null" {
+		from = r.Header.Get("Referer")
+	}
+	if from == "" {
+		return r.Header.Get("Sec-Fetch-Site") != "" || r.Header.Get("Origin") == "null"
+	}
+	u, err := url.Parse(from)
+	if err != nil || u.Host == "" {
+		return true
+	}
+	return !ValidRedirect(u.Scheme+"://"+u.Host+"/", r.Host, h.cfg.AllowedRedirectHosts)
+}
+
 // signOut clears the session and, when the IdP has an end-session endpoint, ends the IdP session
 // too (id_token_hint, post_logout_redirect_uri), so the next visit really asks for a login.
 func (h *Handler) signOut(w http.ResponseWriter, r *http.Request) {
 	rd := h.redirectTarget(r, r.URL.Query().Get("rd"))
+	// Sign-out is a GET (a plain link from the app's pages), so any site could embed it and end the
+	// user's Keycloak session (logout CSRF). A cross-site request gets a page whose link, followed
+	// from this origin, signs out; nothing is cleared until then. The page may not be framed, so
+	// the click cannot be hijacked either.
+	if h.crossSite(r) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("X-Frame-Options", "DENY")
+		w.Header().Set("Content-Security-Policy", "frame-ancestors 'none'")
+		w.WriteHeader(http.StatusOK)
+		_ = signOutPage.Execute(w, PathSignOut+"?rd="+url.QueryEscape(rd))
+		return
+	}
 	idToken := h.cfg.Store.LoadIDToken(r)
 	h.cfg.Store.Clear(w, r)
 	h.cfg.Store.ClearLogin(w)

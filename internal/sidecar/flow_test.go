@@ -321,6 +321,53 @@ func TestUnverifiedAuthorizationWithCookie(t *testing.T) {
 	}
 }
 
+// TestSignOutCrossSite: another site linking or embedding /oauth2/sign_out must not end the user's
+// session (nor the Keycloak one); a plain link from the app's own pages, or a typed URL, still signs
+// out at once, and the page a cross-site request gets signs out when its link is followed.
+func TestSignOutCrossSite(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	c, resp, _ := e.login("/")
+	if resp.StatusCode != 200 {
+		t.Fatal("login failed")
+	}
+	nr := &http.Client{Jar: c.Jar, CheckRedirect: noRedirect().CheckRedirect}
+	host := strings.TrimPrefix(e.proxyURL, "http://")
+	for name, hdr := range map[string]map[string]string{
+		"Sec-Fetch-Site cross-site":              {"Sec-Fetch-Site": "cross-site", "Referer": e.proxyURL + "/"},
+		"Sec-Fetch-Site same-site, foreign host": {"Sec-Fetch-Site": "same-site", "Referer": "http://other." + host + "/"},
+		"Sec-Fetch-Site same-site, no referrer":  {"Sec-Fetch-Site": "same-site"},
+		"old browser, foreign Referer":           {"Referer": "https://evil.example/page"},
+		"old browser, foreign Origin":            {"Origin": "https://evil.example"},
+		"opaque origin":                          {"Origin": "null"},
+	} {
+		resp, body := do(t, nr, "GET", e.proxyURL+"/oauth2/sign_out?rd=/bye", hdr)
+		if resp.StatusCode != 200 || resp.Header.Get("Location") != "" || len(resp.Header.Values("Set-Cookie")) != 0 {
+			t.Errorf("%s: %d Location=%q Set-Cookie=%q, want the confirmation page and nothing cleared",
+				name, resp.StatusCode, resp.Header.Get("Location"), resp.Header.Values("Set-Cookie"))
+		}
+		if !strings.Contains(body, `href="/oauth2/sign_out?rd=%2Fbye"`) || resp.Header.Get("X-Frame-Options") != "DENY" {
+			t.Errorf("%s: confirmation page %q (X-Frame-Options %q)", name, body, resp.Header.Get("X-Frame-Options"))
+		}
+		if e.idp.LastEndSession() != nil {
+			t.Fatalf("%s: the IdP session was ended", name)
+		}
+	}
+	if resp, _ := do(t, nr, "GET", e.proxyURL+"/", map[string]string{"Accept": "application/json"}); resp.StatusCode != 200 {
+		t.Fatalf("session gone after cross-site sign-out attempts: %d", resp.StatusCode)
+	}
+	for name, hdr := range map[string]map[string]string{
+		"link from the app (same-origin)":      {"Sec-Fetch-Site": "same-origin", "Referer": e.proxyURL + "/page"},
+		"typed URL":                            {"Sec-Fetch-Site": "none"},
+		"old browser, link from the app":       {"Referer": e.proxyURL + "/page"},
+		"no browser headers at all (scripted)": nil,
+	} {
+		resp, _ := do(t, nr, "GET", e.proxyURL+"/oauth2/sign_out?rd=/bye", hdr)
+		if resp.StatusCode != 302 || !strings.HasPrefix(resp.Header.Get("Location"), e.idp.URL()+"/logout") {
+			t.Errorf("%s: %d → %q, want the IdP's end-session", name, resp.StatusCode, resp.Header.Get("Location"))
+		}
+	}
+}
+
 func TestLargeSessionSplitAndNeverForwarded(t *testing.T) {
 	groups := make([]string, 60)
 	for i := range groups {
