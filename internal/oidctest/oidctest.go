@@ -55,6 +55,11 @@ type Config struct {
 	// at_hash in the ID token and an HS512-signed JWT as refresh token. Sizes measured against such
 	// a provider (session cookies, identity headers) are then those a Keycloak realm produces.
 	Keycloak bool
+	// RefreshWithoutIDToken answers the refresh grant without an id_token (providers may).
+	RefreshWithoutIDToken bool
+	// OpaqueAccessTokens issues access tokens that are not JWTs (the identity then comes from the
+	// ID token or userinfo).
+	OpaqueAccessTokens bool
 }
 
 // Key is one signing key.
@@ -445,13 +450,14 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		u, nonce = g.user, g.nonce
 	case "refresh_token":
 		p.mu.Lock()
-		var ok bool
-		u, ok = p.refresh[f.Get("refresh_token")]
+		_, ok := p.refresh[f.Get("refresh_token")]
+		u = p.user // what the IdP knows now: roles removed since the login are gone
 		p.mu.Unlock()
 		if !ok {
 			writeJSON(w, 400, map[string]string{"error": "invalid_grant"})
 			return
 		}
+		withID = !p.cfg.RefreshWithoutIDToken
 	case "password":
 		p.mu.Lock()
 		u = p.user
@@ -466,8 +472,12 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 400, map[string]string{"error": "unsupported_grant_type"})
 		return
 	}
+	at := p.Mint(p.userClaims(u, "Bearer", p.accessAudience()))
+	if p.cfg.OpaqueAccessTokens {
+		at = randomID()
+	}
 	resp := map[string]any{
-		"access_token": p.Mint(p.userClaims(u, "Bearer", p.accessAudience())),
+		"access_token": at,
 		"token_type":   "Bearer",
 		"expires_in":   int(p.cfg.AccessTTL.Seconds()),
 	}
@@ -485,6 +495,8 @@ func (p *Provider) token(w http.ResponseWriter, r *http.Request) {
 			idc["at_hash"] = atHash()
 		}
 		resp["id_token"] = p.Mint(idc)
+	}
+	if withID || f.Get("grant_type") == "refresh_token" {
 		rt := randomID()
 		if p.cfg.Keycloak {
 			rt = p.keycloakRefreshToken(u)

@@ -7,6 +7,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -212,8 +213,10 @@ func (h *Handler) refreshShared(ctx context.Context, old *session.Session) (*ses
 	return fresh, err
 }
 
-// refresh redeems the refresh token and returns the updated session. Without a new ID token in
-// the response the identity comes from the new access token, completed by the old identity.
+// refresh redeems the refresh token and returns the updated session. The identity comes from the
+// new tokens only (the ID token completed by the access token, or the access token alone), else
+// from userinfo with the new access token; never from the old session, whose roles and groups the
+// IdP may have revoked since. It must name the same subject.
 func (h *Handler) refresh(ctx context.Context, old *session.Session) (*session.Session, error) {
 	ctx = h.clientContext(ctx)
 	tok, err := h.oauthConfig("").TokenSource(ctx, &oauth2.Token{RefreshToken: old.RefreshToken, Expiry: time.Unix(1, 0)}).Token()
@@ -222,18 +225,21 @@ func (h *Handler) refresh(ctx context.Context, old *session.Session) (*session.S
 	}
 	fresh := *old
 	idToken, _ := tok.Extra("id_token").(string)
-	var id *auth.Identity
+	id, err := h.identityFromTokens(ctx, tok.AccessToken, idToken, "")
+	if err != nil && idToken == "" {
+		id, err = h.userInfoIdentity(ctx, tok.AccessToken)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if id.Subject != old.Identity.Subject {
+		return nil, errors.New("refreshed tokens name another subject")
+	}
 	if idToken != "" {
-		if id, err = h.identityFromTokens(ctx, tok.AccessToken, idToken, ""); err != nil {
-			return nil, err
-		}
 		fresh.IDToken = idToken
-	} else {
-		id = old.Identity
-		if c, err := h.cfg.Verifier.VerifyAccessToken(ctx, tok.AccessToken); err == nil {
-			id = c.Identity(h.cfg.Verifier.Names())
-			id.Merge(old.Identity)
-		}
+	}
+	if id.Expiry.IsZero() || tok.Expiry.Before(id.Expiry) {
+		id.Expiry = tok.Expiry
 	}
 	fresh.AccessToken, fresh.Expiry, fresh.Identity = h.kept(tok.AccessToken), tok.Expiry, id
 	if tok.RefreshToken != "" {
@@ -248,6 +254,45 @@ func (h *Handler) kept(accessToken string) string {
 		return ""
 	}
 	return accessToken
+}
+
+// maxUserInfo bounds the userinfo response read.
+const maxUserInfo = 1 << 20
+
+// userInfoIdentity asks the provider's userinfo endpoint who accessToken belongs to: the identity
+// source when the token response carries no verifiable JWT. The answer comes over the provider
+// client's own connection, so it is as trusted as the token endpoint's.
+func (h *Handler) userInfoIdentity(ctx context.Context, accessToken string) (*auth.Identity, error) {
+	ep := h.cfg.Provider.Endpoints()
+	if ep == nil || ep.UserInfo == "" {
+		return nil, errors.New("no verifiable token in the token response and no userinfo endpoint")
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ep.UserInfo, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+accessToken)
+	req.Header.Set("Accept", "application/json")
+	resp, err := h.cfg.Provider.HTTPClient().Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, errors.New("userinfo refused the refreshed access token")
+	}
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxUserInfo))
+	if err != nil {
+		return nil, err
+	}
+	c, err := auth.ParseClaims(body)
+	if err != nil {
+		return nil, err
+	}
+	if c.String("sub") == "" {
+		return nil, errors.New("userinfo names no subject")
+	}
+	return c.Identity(h.cfg.Verifier.Names()), nil
 }
 
 // identityFromTokens builds the identity from a fresh token response: the ID token (verified,

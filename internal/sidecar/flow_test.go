@@ -368,6 +368,53 @@ func TestSignOutCrossSite(t *testing.T) {
 	}
 }
 
+// TestRefreshDropsRevokedRoles: a role removed at the IdP must be gone after the next refresh, also
+// when the refresh response has no ID token (the identity then comes from the new access token, or
+// from userinfo when that is opaque), never from the old session's claims.
+func TestRefreshDropsRevokedRoles(t *testing.T) {
+	for name, cfg := range map[string]oidctest.Config{
+		"JWT access token":    {RefreshWithoutIDToken: true},
+		"opaque access token": {RefreshWithoutIDToken: true, OpaqueAccessTokens: true},
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg.AccessTTL = 10 * time.Second // always inside the refresh margin
+			cfg.User = oidctest.User{Subject: "user-1", Claims: map[string]any{
+				"preferred_username": "alice", "groups": []string{"/staff", "/admins"},
+				"realm_access": map[string]any{"roles": []string{"user", "admin"}},
+			}}
+			e := newEnv(t, envOpt{idp: cfg})
+			c, resp, _ := e.login("/")
+			if resp.StatusCode != 200 {
+				t.Fatal("login failed")
+			}
+			e.idp.SetUser(oidctest.User{Subject: "user-1", Claims: map[string]any{
+				"preferred_username": "alice", "groups": []string{"/staff"},
+				"realm_access": map[string]any{"roles": []string{"user"}},
+			}})
+			before := e.idp.TokenCalls()
+			if resp, _ := do(t, c, "GET", e.proxyURL+"/after", map[string]string{"Accept": "application/json"}); resp.StatusCode != 200 {
+				t.Fatalf("after refresh: %d", resp.StatusCode)
+			}
+			if e.idp.TokenCalls() == before {
+				t.Fatal("no refresh happened")
+			}
+			up := e.last()
+			if got := up.Header.Get("X-Auth-Request-Groups"); got != "/staff" {
+				t.Errorf("groups after refresh %q, want /staff (the revoked group survived)", got)
+			}
+			if got := up.Header.Get("X-Auth-Request-User"); got != "alice" {
+				t.Errorf("user after refresh %q", got)
+			}
+			if name == "JWT access token" {
+				// The opaque case has no roles anywhere (roles are in the access token only).
+				if got := up.Header.Get("X-Auth-Request-Roles"); got != "user" {
+					t.Errorf("roles after refresh %q, want user (the revoked role survived)", got)
+				}
+			}
+		})
+	}
+}
+
 func TestLargeSessionSplitAndNeverForwarded(t *testing.T) {
 	groups := make([]string, 60)
 	for i := range groups {
