@@ -24,16 +24,24 @@ const probeTimeout = 30 * time.Second
 // protected port never has to let probes through unauthenticated: a 302 to the IdP would count as
 // probe success and a 401 would kill the pod.
 type Prober struct {
-	probes map[string]*url.URL
-	http   *http.Client
-	grpc   *http.Client
+	probes  map[string]*url.URL
+	headers map[string]http.Header // configured headers by probe name
+	http    *http.Client
+	grpc    *http.Client
 }
 
-// NewProber returns a prober for probes.
-func NewProber(probes []options.Probe) *Prober {
+// NewProber returns a prober for probes, sending each HTTP probe's configured headers.
+func NewProber(probes []options.Probe, headers []options.ProbeHeader) *Prober {
 	m := make(map[string]*url.URL, len(probes))
 	for _, p := range probes {
 		m[p.Name] = p.Target
+	}
+	hs := map[string]http.Header{}
+	for _, h := range headers {
+		if hs[h.Probe] == nil {
+			hs[h.Probe] = http.Header{}
+		}
+		hs[h.Probe].Add(h.Name, h.Value)
 	}
 	httpT := &http.Transport{
 		// Targets are loopback only (options.ParseProbe enforces it); the app's certificate
@@ -46,7 +54,7 @@ func NewProber(probes []options.Probe) *Prober {
 	grpcT := &http.Transport{Protocols: new(http.Protocols), MaxIdleConnsPerHost: 1, IdleConnTimeout: 30 * time.Second}
 	grpcT.Protocols.SetUnencryptedHTTP2(true)
 	return &Prober{
-		probes: m,
+		probes: m, headers: hs,
 		http: &http.Client{Transport: httpT, Timeout: probeTimeout,
 			// The kubelet treats 3xx as success without following off-host; report it as is.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
@@ -68,7 +76,7 @@ func (p *Prober) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var msg string
 	switch target.Scheme {
 	case "http", "https":
-		code, msg = p.probeHTTP(ctx, target, r.Header)
+		code, msg = p.probeHTTP(ctx, target, r.Header, p.headers[name])
 	case "tcp":
 		code, msg = probeTCP(ctx, target)
 	case "grpc":
@@ -81,23 +89,33 @@ func (p *Prober) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.WriteString(w, msg+"\n")
 }
 
-// hopHeaders are not forwarded to the app's probe endpoint.
-var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+// kubeletHeaders are the headers of a kubelet probe besides the configured ones; only these are
+// taken from the caller of /probe/<name>.
+var kubeletHeaders = []string{"User-Agent", "Accept"}
 
-// probeHTTP GETs the target with the kubelet's headers (its User-Agent and any httpHeaders from the
-// probe spec) and answers with the app's status code.
-func (p *Prober) probeHTTP(ctx context.Context, target *url.URL, in http.Header) (int, string) {
+// probeHTTP GETs the target with what a kubelet probe sends: its User-Agent and Accept, and the
+// probe's configured httpHeaders (which win). Nothing else the caller sent reaches the app: the
+// admin port needs no login, so identity headers, Authorization or a Cookie on /probe/<name> could
+// come from anyone in the cluster network and would meet the app's own endpoint unchecked.
+func (p *Prober) probeHTTP(ctx context.Context, target *url.URL, in, configured http.Header) (int, string) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target.String(), nil)
 	if err != nil {
 		return http.StatusInternalServerError, "bad probe target"
 	}
-	for k, vs := range in {
+	for _, k := range kubeletHeaders {
+		if v := in.Get(k); v != "" {
+			req.Header.Set(k, v)
+		}
+	}
+	for k, vs := range configured {
+		if k == "Host" {
+			req.Host = vs[0]
+			continue
+		}
 		req.Header[k] = vs
 	}
-	for _, h := range hopHeaders {
-		req.Header.Del(h)
-	}
-	// Host stays the target's (127.0.0.1:<app port>): the kubelet's Host names the admin port.
+	// Host stays the target's (127.0.0.1:<app port>) unless configured: the kubelet's Host names
+	// the admin port.
 	resp, err := p.http.Do(req)
 	if err != nil {
 		return http.StatusServiceUnavailable, "probe failed: app not reachable"

@@ -170,7 +170,7 @@ func Inject(pod *corev1.Pod, ns *corev1.Namespace, cfg *Config) (*corev1.Pod, *R
 	in.takeOverPorts()
 	in.rewriteProbes()
 	s.opts.AdminAddr = ":" + strconv.Itoa(int(s.adminPort))
-	s.opts.Proxies, s.opts.Probes = in.proxies, in.probes
+	s.opts.Proxies, s.opts.Probes, s.opts.ProbeHeaders = in.proxies, in.probes, in.probeHeaders
 	s.addOptionErrors(s.opts.ValidateWithoutSecrets(), &ps)
 	if err := ps.err(); err != nil {
 		return nil, nil, err
@@ -208,12 +208,13 @@ type injection struct {
 	byName   []map[string]int32
 	byNumber map[int32]int32
 
-	proxies     []options.Proxy
-	probes      []options.Probe
-	ports       []PortStatus
-	probeStatus []ProbeStatus
-	sidecarPort []corev1.ContainerPort
-	warnings    []string
+	proxies      []options.Proxy
+	probes       []options.Probe
+	probeHeaders []options.ProbeHeader
+	ports        []PortStatus
+	probeStatus  []ProbeStatus
+	sidecarPort  []corev1.ContainerPort
+	warnings     []string
 }
 
 func newInjection(pod *corev1.Pod, s *settings, cfg *Config, ps *problems) *injection {
@@ -425,6 +426,10 @@ func (in *injection) rewriteProbes() {
 			get := &corev1.HTTPGetAction{Path: "/probe/" + name, Port: intstr.FromInt32(in.s.adminPort), Scheme: corev1.URISchemeHTTP}
 			if orig.HTTPGet != nil {
 				get.HTTPHeaders = orig.HTTPGet.HTTPHeaders
+				// The sidecar sends the app exactly these, not what the caller of /probe/<name> sent.
+				for _, h := range orig.HTTPGet.HTTPHeaders {
+					in.probeHeaders = append(in.probeHeaders, options.ProbeHeader{Probe: name, Name: h.Name, Value: h.Value})
+				}
 			}
 			np.ProbeHandler = corev1.ProbeHandler{HTTPGet: get}
 			*k.probe = np
@@ -514,6 +519,11 @@ func (in *injection) sidecar() corev1.Container {
 		Env: []corev1.EnvVar{
 			secretEnv(options.FlagClientSecret, SecretKeyClientSecret, true),
 			secretEnv(options.FlagCookieSecret, SecretKeyCookieSecret, false),
+			// The sidecar sets its Go soft memory limit from its own container's limit, so a
+			// hostile client's garbage is collected before the OOM killer acts. (Without a limit
+			// the downward API gives the node's allocatable memory: no effective soft limit.)
+			{Name: options.EnvVar(options.FlagMemoryLimit), ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{
+				ContainerName: SidecarName, Resource: "limits.memory"}}},
 		},
 		Ports:     append(in.sidecarPort, corev1.ContainerPort{Name: AdminPortName, ContainerPort: s.adminPort, Protocol: corev1.ProtocolTCP}),
 		Resources: s.resources,

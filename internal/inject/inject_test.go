@@ -306,6 +306,8 @@ func TestStatusRecordsOriginalProbes(t *testing.T) {
 	}
 }
 
+// TestSecretsOnlyAsEnvFromSecret also checks the one other environment variable: the sidecar's own
+// memory limit, from which it sets the Go soft limit (a hostile client must not push it past it).
 func TestSecretsOnlyAsEnvFromSecret(t *testing.T) {
 	out, _, err := Inject(validPod(), nil, testConfig())
 	if err != nil {
@@ -319,6 +321,12 @@ func TestSecretsOnlyAsEnvFromSecret(t *testing.T) {
 	}
 	want := map[string]bool{options.EnvVar(options.FlagClientSecret): true, options.EnvVar(options.FlagCookieSecret): false}
 	for _, e := range sc.Env {
+		if e.Name == options.EnvVar(options.FlagMemoryLimit) {
+			if r := e.ValueFrom.ResourceFieldRef; r == nil || r.ContainerName != SidecarName || r.Resource != "limits.memory" {
+				t.Fatalf("memory limit env %+v, want the sidecar's limits.memory through the downward API", e)
+			}
+			continue
+		}
 		opt, ok := want[e.Name]
 		if !ok || e.Value != "" || e.ValueFrom == nil || e.ValueFrom.SecretKeyRef == nil || *e.ValueFrom.SecretKeyRef.Optional != opt || e.ValueFrom.SecretKeyRef.Name != "podgate" {
 			t.Fatalf("env %+v", e)

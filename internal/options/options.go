@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/net/http/httpguts"
+
 	"github.com/podgate/podgate/internal/route"
 )
 
@@ -31,6 +33,10 @@ const (
 	FlagRoute                = "route"
 	FlagAdminAddr            = "admin-addr"
 	FlagProbe                = "probe"
+	FlagProbeHeader          = "probe-header"
+	FlagMaxHeaderBytes       = "max-header-bytes"
+	FlagMaxConnections       = "max-connections"
+	FlagMemoryLimit          = "memory-limit"
 	FlagIssuerURL            = "issuer-url"
 	FlagDiscoveryURL         = "discovery-url"
 	FlagProviderCAFile       = "provider-ca-file"
@@ -84,6 +90,21 @@ type Options struct {
 	// Probes are the app's original kubelet probes, reachable through the admin port as
 	// /probe/<name>, so probes neither need a login nor bypass it on the protected port.
 	Probes []Probe
+	// ProbeHeaders are the httpHeaders of the app's HTTP probes. The pass-through sends exactly
+	// these (with a kubelet's User-Agent and Accept), never the other headers the caller of
+	// /probe/<name> sent: the admin port needs no login, so those could be anyone's.
+	ProbeHeaders []ProbeHeader
+	// MaxHeaderBytes bounds a request's header block on every listener; a larger one gets 431.
+	// Header memory is what a hostile, unauthenticated client controls most cheaply.
+	MaxHeaderBytes int
+	// MaxConnections caps the connections each protected or forward-auth listener holds open at
+	// once; connections past it get 503 and are closed. 0 means no cap.
+	MaxConnections int
+	// MemoryLimit is the container's memory limit in bytes (the injector passes it through the
+	// downward API as PODGATE_MEMORY_LIMIT). The Go runtime's soft limit is set to 85% of it, so the
+	// garbage collector works harder before the kernel's OOM killer would act. 0: no soft limit.
+	// GOMEMLIMIT, when set, wins.
+	MemoryLimit int64
 
 	// IssuerURL is the issuer every token must carry in "iss". Required.
 	IssuerURL string
@@ -146,6 +167,15 @@ type Options struct {
 	LogFormat string
 }
 
+// Header and connection bounds by default. 48 KiB of headers holds the largest session cookie
+// (ten 3800-byte chunks) with room for the app's own cookies; 512 connections each filling that
+// bound (a header block costs the server about twice its size while it is read) stay well inside
+// the 128Mi the injector gives the sidecar.
+const (
+	DefaultMaxHeaderBytes = 48 << 10
+	DefaultMaxConnections = 512
+)
+
 // Defaults returns the options a sidecar runs with when no flag says otherwise.
 func Defaults() Options {
 	return Options{
@@ -157,6 +187,8 @@ func Defaults() Options {
 		UserClaim:              "preferred_username",
 		GroupsClaim:            "groups",
 		UpstreamTimeout:        60 * time.Second,
+		MaxHeaderBytes:         DefaultMaxHeaderBytes,
+		MaxConnections:         DefaultMaxConnections,
 		JWKSRefreshMinInterval: 10 * time.Second,
 		ShutdownGracePeriod:    5 * time.Second,
 		LogLevel:               "info",
@@ -205,6 +237,41 @@ type Probe struct {
 }
 
 func (p Probe) String() string { return p.Name + "=" + p.Target.String() }
+
+// ProbeHeader is one configured header of an HTTP probe: --probe-header PROBE=NAME:VALUE.
+type ProbeHeader struct {
+	Probe, Name, Value string
+}
+
+func (h ProbeHeader) String() string { return h.Probe + "=" + h.Name + ":" + h.Value }
+
+// ParseProbeHeader parses "PROBE=NAME:VALUE"; the value may hold ':' and is trimmed of spaces.
+func ParseProbeHeader(s string) (ProbeHeader, error) {
+	probe, rest, ok := strings.Cut(s, "=")
+	name, value, ok2 := strings.Cut(rest, ":")
+	if !ok || !ok2 {
+		return ProbeHeader{}, fmt.Errorf("%q is not PROBE=NAME:VALUE", s)
+	}
+	h := ProbeHeader{Probe: probe, Name: name, Value: strings.TrimSpace(value)}
+	if err := h.check(); err != nil {
+		return ProbeHeader{}, fmt.Errorf("%q: %w", s, err)
+	}
+	return h, nil
+}
+
+// check validates a probe header however it was built (parsed, or by the injector from a pod).
+func (h ProbeHeader) check() error {
+	if !probeNameRE.MatchString(h.Probe) {
+		return fmt.Errorf("probe name %q must be lower-case letters, digits and '-'", h.Probe)
+	}
+	if !httpguts.ValidHeaderFieldName(h.Name) {
+		return fmt.Errorf("%q is not a header name", h.Name)
+	}
+	if !httpguts.ValidHeaderFieldValue(h.Value) {
+		return fmt.Errorf("the value of header %q holds control characters", h.Name)
+	}
+	return nil
+}
 
 // cookieNameRE is compiled once: Validate runs for every injected pod, and compiling it there
 // dominated the injector's cost per pod.
@@ -396,6 +463,22 @@ func (o *Options) validate(checkSecrets bool) error {
 			bad(FlagProbe, "name %q is used twice", p.Name)
 		}
 		names[p.Name] = true
+	}
+	for _, h := range o.ProbeHeaders {
+		if err := h.check(); err != nil {
+			bad(FlagProbeHeader, "%v", err)
+		} else if !names[h.Probe] {
+			bad(FlagProbeHeader, "%q names no --%s", h.String(), FlagProbe)
+		}
+	}
+	if o.MaxHeaderBytes < 1024 {
+		bad(FlagMaxHeaderBytes, "%d is below 1024", o.MaxHeaderBytes)
+	}
+	if o.MemoryLimit < 0 {
+		bad(FlagMemoryLimit, "%d must not be negative", o.MemoryLimit)
+	}
+	if o.MaxConnections < 0 {
+		bad(FlagMaxConnections, "%d must not be negative", o.MaxConnections)
 	}
 	for _, r := range o.AllowedRoles {
 		if r == "" || strings.Count(r, ":") > 1 || strings.HasPrefix(r, ":") || strings.HasSuffix(r, ":") {

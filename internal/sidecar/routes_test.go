@@ -373,9 +373,11 @@ func TestBadGatewayWhenAppDown(t *testing.T) {
 }
 
 func TestProbePassThrough(t *testing.T) {
+	probeSeen := make(chan http.Header, 16)
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/healthz":
+			probeSeen <- r.Header.Clone()
 			if r.Header.Get("X-Probe") != "yes" {
 				w.WriteHeader(400)
 				return
@@ -406,12 +408,32 @@ func TestProbePassThrough(t *testing.T) {
 			}
 			o.Probes = append(o.Probes, pr)
 		}
+		for _, h := range []string{"live=X-Probe: yes", "live-tls=X-Probe:yes"} {
+			ph, err := options.ParseProbeHeader(h)
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.ProbeHeaders = append(o.ProbeHeaders, ph)
+		}
 	}})
+	// The caller of /probe/<name> needs no login: of what it sends, only a kubelet's User-Agent
+	// and Accept reach the app, next to the probe's configured headers (which win).
+	hostile := map[string]string{"X-Probe": "no", "User-Agent": "kube-probe/1.34", "Accept": "*/*",
+		"Authorization": "Bearer forged", "Cookie": "_podgate=forged; app=1", "X-Forwarded-User": "root",
+		"X-Auth-Request-User": "root", "X-Original-URL": "/admin"}
 	for name, want := range map[string]int{"live": 204, "live-tls": 204, "broken": 500, "tcp-ok": 200, "tcp-closed": 503,
 		"grpc-ok": 200, "grpc-not-serving": 503, "unknown": 404} {
-		resp, body := do(t, nil, "GET", e.adminURL+"/probe/"+name, map[string]string{"X-Probe": "yes", "User-Agent": "kube-probe/1.34"})
+		resp, body := do(t, nil, "GET", e.adminURL+"/probe/"+name, hostile)
 		if resp.StatusCode != want {
 			t.Errorf("probe %s: %d (%s), want %d", name, resp.StatusCode, strings.TrimSpace(body), want)
+		}
+	}
+	for range 2 {
+		got := <-probeSeen
+		delete(got, "Accept-Encoding") // added by the transport, not forwarded
+		want := http.Header{"User-Agent": {"kube-probe/1.34"}, "Accept": {"*/*"}, "X-Probe": {"yes"}}
+		if len(got) != len(want) || got.Get("User-Agent") != "kube-probe/1.34" || got.Get("X-Probe") != "yes" || got.Get("Accept") != "*/*" {
+			t.Errorf("the app's probe endpoint received %v, want only %v", got, want)
 		}
 	}
 }

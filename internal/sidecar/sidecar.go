@@ -115,7 +115,7 @@ func New(o *options.Options, log *zap.Logger) (*App, error) {
 	}
 	if o.AdminAddr != "" {
 		a.admin = newServer("admin", o.AdminAddr, admin.Handler(admin.Config{
-			Ready: provider.Ready, Metrics: m.Registry, Prober: admin.NewProber(o.Probes),
+			Ready: provider.Ready, Metrics: m.Registry, Prober: admin.NewProber(o.Probes, o.ProbeHeaders),
 		}))
 	}
 	return a, nil
