@@ -38,6 +38,8 @@ const (
 	OutcomeLoginFailed   = "login_failed"
 	OutcomeRefreshed     = "refreshed"
 	OutcomeRefreshFailed = "refresh_failed"
+	// OutcomeOverCapacity is a connection refused past --max-connections (counted per connection).
+	OutcomeOverCapacity = "over_capacity"
 )
 
 // RefreshMargin: a session's access token is refreshed when it has less than this left.

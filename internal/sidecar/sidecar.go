@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -43,10 +44,11 @@ type App struct {
 }
 
 type namedServer struct {
-	role string
-	addr string
-	srv  *http.Server
-	ln   net.Listener
+	role     string
+	addr     string
+	maxConns int
+	srv      *http.Server
+	ln       net.Listener
 }
 
 // New builds the App. It does no network I/O.
@@ -104,28 +106,34 @@ func New(o *options.Options, log *zap.Logger) (*App, error) {
 		if len(o.Routes) > 0 {
 			next = h.Routes(next)
 		}
-		a.servers = append(a.servers, newServer("proxy", p.Listen, h.Protect(next)))
+		a.servers = append(a.servers, a.newServer("proxy", p.Listen, h.Protect(next), o.MaxConnections))
 	}
 	faAddr := o.ForwardAuthAddr
 	if faAddr == "" && len(o.Proxies) == 0 {
 		faAddr = DefaultForwardAuthAddr
 	}
 	if faAddr != "" {
-		a.servers = append(a.servers, newServer("forwardAuth", faAddr, h.ForwardAuth()))
+		a.servers = append(a.servers, a.newServer("forwardAuth", faAddr, h.ForwardAuth(), o.MaxConnections))
 	}
 	if o.AdminAddr != "" {
-		a.admin = newServer("admin", o.AdminAddr, admin.Handler(admin.Config{
+		// The admin port has no connection cap: the kubelet's probes must always get through.
+		a.admin = a.newServer("admin", o.AdminAddr, admin.Handler(admin.Config{
 			Ready: provider.Ready, Metrics: m.Registry, Prober: admin.NewProber(o.Probes, o.ProbeHeaders),
-		}))
+		}), 0)
 	}
 	return a, nil
 }
 
-func newServer(role, addr string, h http.Handler) *namedServer {
-	return &namedServer{role: role, addr: addr, srv: &http.Server{
+// newServer builds one listener's server. Header memory is what an unauthenticated client controls
+// most cheaply (many slow connections each sending a large header block), so every listener bounds
+// the header block (431 past it) and the protected and forward-auth ones the number of connections
+// (maxConns, 503 past it; 0: none).
+func (a *App) newServer(role, addr string, h http.Handler, maxConns int) *namedServer {
+	return &namedServer{role: role, addr: addr, maxConns: maxConns, srv: &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    a.opts.MaxHeaderBytes,
 		// No WriteTimeout: it would cut streaming responses and WebSockets.
 	}}
 }
@@ -163,6 +171,9 @@ func (a *App) Listen() error {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s listener %s: %w", s.role, s.addr, err))
 			continue
+		}
+		if s.maxConns > 0 {
+			ln = newLimitListener(ln, s.maxConns, a.Metrics)
 		}
 		s.ln = ln
 	}
@@ -240,8 +251,23 @@ func (a *App) Serve(ctx context.Context) error {
 	return runErr
 }
 
-// Run is New, Listen and Serve.
+// memoryLimitPercent is the part of the container's memory limit the Go runtime may use before the
+// collector runs continuously; the rest is headroom for what the runtime does not account.
+const memoryLimitPercent = 85
+
+// setMemoryLimit sets the Go soft memory limit from the container's limit, unless GOMEMLIMIT is set.
+func setMemoryLimit(limit int64, log *zap.Logger) {
+	if limit <= 0 || os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	soft := limit / 100 * memoryLimitPercent
+	debug.SetMemoryLimit(soft)
+	log.Info("memory limit", zap.Int64("containerBytes", limit), zap.Int64("goSoftLimitBytes", soft))
+}
+
+// Run is New, Listen and Serve, with the process's soft memory limit set first.
 func Run(ctx context.Context, o *options.Options, log *zap.Logger) error {
+	setMemoryLimit(o.MemoryLimit, log)
 	a, err := New(o, log)
 	if err != nil {
 		return err
