@@ -46,7 +46,9 @@ func (c *Codec) Seal(name string, plaintext []byte) string {
 
 // Open decrypts a value sealed for cookie name.
 func (c *Codec) Open(name, value string) ([]byte, error) {
-	raw, err := base64.RawURLEncoding.DecodeString(value)
+	// Strict: one spelling per sealed value. Lenient decoding accepts several (the spare bits of the
+	// last character are ignored), each a distinct cache key for the same session.
+	raw, err := base64.RawURLEncoding.Strict().DecodeString(value)
 	if err != nil || len(raw) < c.aead.NonceSize()+c.aead.Overhead() {
 		return nil, ErrInvalid
 	}

@@ -63,8 +63,19 @@ func NewStore(codec *Codec, name string, secure bool, maxAge time.Duration, now 
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{codec: codec, name: name, secure: secure, maxAge: maxAge, now: now, cache: cache.New[*Session](10000)}
+	return &Store{codec: codec, name: name, secure: secure, maxAge: maxAge, now: now,
+		cache: cache.NewBytes[*Session](cacheEntries, CacheBytes)}
 }
+
+// The decrypted-session cache is bounded by bytes as well as entries: a session holds three tokens,
+// several KB, and every login and refresh makes a new cookie, so ten thousand entries could be tens
+// of MB of a sidecar limited to 128Mi. An entry is counted at twice its sealed size (the decoded
+// tokens and the identity built from them).
+const (
+	cacheEntries = 10000
+	// CacheBytes bounds the decrypted sessions held at once.
+	CacheBytes = 8 << 20
+)
 
 // Name returns the session cookie's name.
 func (s *Store) Name() string { return s.name }
@@ -165,7 +176,7 @@ func (s *Store) Load(r *http.Request) (*Session, error) {
 	if s.now().After(sess.Created.Add(s.maxAge)) {
 		return nil, ErrExpired
 	}
-	s.cache.Put(key, &sess, sess.Created.Add(s.maxAge), s.now())
+	s.cache.PutSized(key, &sess, 2*len(v), sess.Created.Add(s.maxAge), s.now())
 	return &sess, nil
 }
 
@@ -191,6 +202,11 @@ func (s *Store) Save(w http.ResponseWriter, r *http.Request, sess *Session) erro
 		s.saveIDToken(w, sess.IDToken, maxAge)
 	}
 	present := s.cookieValues(r)
+	// The cookie being replaced (a refresh, a new login) leaves the cache at once instead of
+	// holding its share of the bound until --cookie-expire.
+	if old, ok := readValue(present, s.name); ok {
+		s.cache.Delete(sha256.Sum256([]byte(old)))
+	}
 	if len(v) <= ChunkSize {
 		http.SetCookie(w, s.cookie(s.name, v, maxAge))
 		s.expireChunks(w, present, 0)
@@ -250,6 +266,9 @@ func (s *Store) LoadIDToken(r *http.Request) string {
 // outside SignOutPath do not show: a new login must never sign out with an old session's hint.
 func (s *Store) Clear(w http.ResponseWriter, r *http.Request) {
 	present := s.cookieValues(r)
+	if old, ok := readValue(present, s.name); ok {
+		s.cache.Delete(sha256.Sum256([]byte(old)))
+	}
 	if _, ok := present[s.name]; ok {
 		http.SetCookie(w, s.cookie(s.name, "", -1))
 	}

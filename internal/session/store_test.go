@@ -3,6 +3,7 @@ package session
 import (
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -168,5 +169,74 @@ func TestIDTokenCookie(t *testing.T) {
 		if c.Name == idt.Name {
 			t.Errorf("ID token cookie written without an ID token: %+v", c)
 		}
+	}
+}
+
+// TestStrictCookieDecoding: a sealed value has one spelling. Base64 with the spare bits of the last
+// character set differently decodes to the same bytes under lenient decoding, which made each
+// spelling a new cache entry for the same session.
+func TestStrictCookieDecoding(t *testing.T) {
+	c, err := NewCodec([]byte("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	for n := range 3 { // one of three plaintext lengths leaves spare bits in the last character
+		v := c.Seal("n", []byte(strings.Repeat("p", 10+n)))
+		if len(v)%4 == 0 {
+			continue
+		}
+		if _, err := c.Open("n", v); err != nil {
+			t.Fatal(err)
+		}
+		b := []byte(v)
+		b[len(b)-1] = alphabet[strings.IndexByte(alphabet, b[len(b)-1])^1]
+		if _, err := c.Open("n", string(b)); err != ErrInvalid {
+			t.Errorf("second spelling of a sealed value: %v, want ErrInvalid", err)
+		}
+		return
+	}
+	t.Fatal("no plaintext length left spare bits")
+}
+
+// TestSessionCacheBoundedAndEvicted: decrypted sessions are bounded by bytes, not only entries, and
+// a refreshed (or cleared) cookie leaves the cache at once.
+func TestSessionCacheBoundedAndEvicted(t *testing.T) {
+	now := time.Now()
+	s := testStore(t, now)
+	sealed := 0
+	for i := range 1500 {
+		sess := &Session{AccessToken: strings.Repeat("x", 6000) + strconv.Itoa(i), Created: now, Identity: &auth.Identity{User: "u"}}
+		req, cookies := roundTrip(t, s, sess)
+		if _, err := s.Load(req); err != nil {
+			t.Fatal(err)
+		}
+		sealed = 0
+		for _, c := range cookies {
+			sealed += len(c.Value)
+		}
+	}
+	// Each cached session holds at least its sealed size in decoded tokens.
+	if held := s.cache.Len() * sealed; held > CacheBytes {
+		t.Errorf("session cache holds %d sessions of %d sealed bytes (%d bytes), bound %d", s.cache.Len(), sealed, held, CacheBytes)
+	}
+	old := &Session{AccessToken: "old", Created: now, Identity: &auth.Identity{User: "u"}}
+	req, _ := roundTrip(t, s, old)
+	if _, err := s.Load(req); err != nil {
+		t.Fatal(err)
+	}
+	n := s.cache.Len()
+	if err := s.Save(httptest.NewRecorder(), req, &Session{AccessToken: "new", Created: now, Identity: &auth.Identity{User: "u"}}); err != nil {
+		t.Fatal(err)
+	}
+	if s.cache.Len() != n-1 {
+		t.Errorf("refresh left the old session cached (%d entries, want %d)", s.cache.Len(), n-1)
+	}
+	req, _ = roundTrip(t, s, old)
+	_, _ = s.Load(req)
+	n = s.cache.Len()
+	s.Clear(httptest.NewRecorder(), req)
+	if s.cache.Len() != n-1 {
+		t.Errorf("sign-out left the session cached")
 	}
 }
