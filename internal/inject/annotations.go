@@ -71,7 +71,7 @@ type Annotation struct {
 var Annotations = []Annotation{
 	{LabelInjection, onNamespace, "—", "`enabled`", "Label on a Namespace: send its pods to the injector. kube-system, kube-public, kube-node-lease and the injector's namespace are never selected."},
 	{AnnotationInject, onPod, "—", "`true`, `false`", "Opt the pod in or out. The label `podgate.io/inject=true` opts in too. Pods without either pass untouched."},
-	{AnnotationPorts, onPodAndNS, "every TCP containerPort of the app containers", "comma-separated port names or numbers", "Ports the sidecar takes over. The sidecar gets each port's name on a new number; the app's port is renamed."},
+	{AnnotationPorts, onPodAndNS, "every TCP containerPort of the app containers", "comma-separated port names or numbers", "Ports the sidecar takes over (at most 64, each number declared once). The sidecar gets each port's name on a new number; the app's port is renamed."},
 	{AnnotationIssuerURL, onPodAndNS, "config `issuerURL`", "absolute http(s) URL", "OIDC issuer that tokens must carry (required somewhere)."},
 	{AnnotationDiscoveryURL, onPodAndNS, "config `discoveryURL`", "absolute http(s) URL", "Where the sidecar fetches discovery and keys when it differs from the issuer (in-cluster Keycloak address)."},
 	{AnnotationClientID, onPodAndNS, "config `clientID`", "non-empty", "OAuth client id; also the default accepted audience."},

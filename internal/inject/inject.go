@@ -20,6 +20,10 @@ import (
 	"github.com/podgate/podgate/internal/options"
 )
 
+// MaxProtectedPorts is the most ports one sidecar takes over. Real pods protect a handful; the cap
+// keeps a hostile pod spec from making admission (and the sidecar's listeners) arbitrarily large.
+const MaxProtectedPorts = 64
+
 // maxPortNameLen is the IANA_SVC_NAME limit Kubernetes enforces on port names.
 const maxPortNameLen = 15
 
@@ -275,11 +279,31 @@ func (in *injection) takeOverPorts() {
 	type ref struct{ c, p int }
 	var chosen []ref
 	cs := in.pod.Spec.Containers
+	// Every step is linear in the pod's ports: a pod declaring thousands of duplicate ports, with a
+	// podgate.io/ports list repeating them, once took seconds per admission (a token × port × chosen
+	// scan), stalling pod creation in every injected namespace. Ports are indexed once, tokens and
+	// choices deduplicated by set, and the number protected is capped.
+	byNumber, byName := map[int32][]ref{}, map[string][]ref{}
+	for ci := range cs {
+		for pi, p := range cs[ci].Ports {
+			byNumber[p.ContainerPort] = append(byNumber[p.ContainerPort], ref{ci, pi})
+			if p.Name != "" {
+				byName[p.Name] = append(byName[p.Name], ref{ci, pi})
+			}
+		}
+	}
+	isChosen := map[ref]bool{}
+	choose := func(r ref) {
+		if !isChosen[r] {
+			isChosen[r] = true
+			chosen = append(chosen, r)
+		}
+	}
 	if in.s.ports == nil {
 		for ci := range cs {
 			for pi, p := range cs[ci].Ports {
 				if p.Protocol == "" || p.Protocol == corev1.ProtocolTCP {
-					chosen = append(chosen, ref{ci, pi})
+					choose(ref{ci, pi})
 				}
 			}
 		}
@@ -287,27 +311,48 @@ func (in *injection) takeOverPorts() {
 			in.ps.add(AnnotationPorts, "", "", "has nothing to protect: the app containers declare no TCP containerPort; declare the port the app listens on")
 		}
 	} else {
+		seen := map[string]bool{}
 		for _, tok := range in.s.ports {
-			n, numErr := strconv.Atoi(tok)
-			found := false
-			for ci := range cs {
-				for pi, p := range cs[ci].Ports {
-					if (numErr == nil && int(p.ContainerPort) == n) || (numErr != nil && p.Name == tok) {
-						found = true
-						if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
-							in.ps.add(AnnotationPorts, in.s.source[AnnotationPorts], tok, "names a %s port; only TCP ports can be protected", p.Protocol)
-							continue
-						}
-						if !slices.Contains(chosen, ref{ci, pi}) {
-							chosen = append(chosen, ref{ci, pi})
-						}
-					}
+			if seen[tok] {
+				continue
+			}
+			seen[tok] = true
+			refs := byName[tok]
+			if n, err := strconv.Atoi(tok); err == nil {
+				refs = nil
+				if n > 0 && n <= 65535 {
+					refs = byNumber[int32(n)]
 				}
 			}
-			if !found {
+			if len(refs) == 0 {
 				in.ps.add(AnnotationPorts, in.s.source[AnnotationPorts], tok, "matches no containerPort name or number of the app containers")
 			}
+			for _, r := range refs {
+				if p := cs[r.c].Ports[r.p]; p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+					in.ps.add(AnnotationPorts, in.s.source[AnnotationPorts], tok, "names a %s port; only TCP ports can be protected", p.Protocol)
+					continue
+				}
+				choose(r)
+			}
 		}
+	}
+	if len(chosen) > MaxProtectedPorts {
+		in.ps.add(AnnotationPorts, in.s.source[AnnotationPorts], "",
+			"selects %d ports, more than the %d one sidecar protects; list the ports to protect, each declared once", len(chosen), MaxProtectedPorts)
+		return
+	}
+	// A number declared twice among the protected ports (one pod, one network namespace: one
+	// listener) would leave the second declaration's name pointing straight at the app.
+	protected := map[int32]string{}
+	for _, r := range chosen {
+		c := &cs[r.c]
+		n := c.Ports[r.p].ContainerPort
+		if prev, dup := protected[n]; dup {
+			in.ps.add(fmt.Sprintf("spec.containers[%s].ports[%d].containerPort", c.Name, r.p), "", strconv.Itoa(int(n)),
+				"is declared more than once among the protected ports (also in container %q); declare each port once", prev)
+			return
+		}
+		protected[n] = c.Name
 	}
 
 	next := in.cfg.ProxyPortBase

@@ -375,3 +375,55 @@ func TestREADMEAnnotationTable(t *testing.T) {
 		}
 	}
 }
+
+// TestDuplicatedPortsDenied: a pod declaring a port hundreds of times, with podgate.io/ports
+// repeating it, once made the mutation cubic (seconds per admission at a few thousand); it is now
+// linear, and too many or duplicated protected ports are a clear denial naming what to change.
+func TestDuplicatedPortsDenied(t *testing.T) {
+	dupPod := func(n int, tokens string) *corev1.Pod {
+		pod := validPod()
+		pod.Spec.Containers[0].Ports = nil
+		for i := range n {
+			pod.Spec.Containers[0].Ports = append(pod.Spec.Containers[0].Ports, corev1.ContainerPort{ContainerPort: 8080 + int32(i%2)})
+		}
+		if tokens != "" {
+			pod.Annotations[AnnotationPorts] = tokens
+		}
+		return pod
+	}
+	for name, tc := range map[string]struct {
+		pod       *corev1.Pod
+		key, want string
+	}{
+		"duplicates listed":             {dupPod(600, strings.Repeat("8080,", 600)+"8081"), AnnotationPorts, "selects 600 ports, more than the 64"},
+		"duplicates, all ports":         {dupPod(600, ""), AnnotationPorts, "selects 600 ports, more than the 64"},
+		"two ports, one declared twice": {dupPod(4, "8080"), "spec.containers[web].ports[2].containerPort", "declared more than once"},
+		"many distinct ports": {func() *corev1.Pod {
+			pod := validPod()
+			for i := range 100 {
+				pod.Spec.Containers[0].Ports = append(pod.Spec.Containers[0].Ports, corev1.ContainerPort{ContainerPort: 9000 + int32(i)})
+			}
+			return pod
+		}(), AnnotationPorts, "selects 101 ports, more than the 64"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			_, _, err := Inject(tc.pod, enabledNS(nil), testConfig())
+			e, ok := AsError(err)
+			if !ok {
+				t.Fatalf("want a denial, got %v", err)
+			}
+			for _, p := range e.Problems {
+				if p.Key == tc.key && strings.Contains(p.Msg, tc.want) {
+					return
+				}
+			}
+			t.Fatalf("no problem for %s containing %q in:\n%v", tc.key, tc.want, err)
+		})
+	}
+	// Repeating a port in the annotation is harmless on its own.
+	pod := validPod()
+	pod.Annotations[AnnotationPorts] = strings.Repeat("http,8080,", 1000) + "http"
+	if _, rep, err := Inject(pod, enabledNS(nil), testConfig()); err != nil || len(rep.Status.Ports) != 1 {
+		t.Fatalf("repeated token: %v", err)
+	}
+}

@@ -135,6 +135,12 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, log **zap.L
 		// Fail closed: the namespace may hold the pod's configuration.
 		return admission.Errored(http.StatusInternalServerError, fmt.Errorf("reading namespace %q: %w", pod.Namespace, err)), ResultError, "namespaceUnavailable"
 	}
+	// The API server gives up after the webhook's timeout; work for a request nobody awaits any
+	// more is skipped (here, and before the patch is computed, the other step that grows with the
+	// pod's size).
+	if err := ctx.Err(); err != nil {
+		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("the API server gave up on the request: %w", err)), ResultError, "cancelled"
+	}
 	out, rep, err := inject.Inject(pod, ns, h.Config)
 	if err != nil {
 		if _, ok := inject.AsError(err); ok {
@@ -144,6 +150,9 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, log **zap.L
 	}
 	if rep.Skipped != "" {
 		return admission.Allowed(rep.Skipped.Explain()), ResultSkipped, string(rep.Skipped)
+	}
+	if err := ctx.Err(); err != nil {
+		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("the API server gave up on the request: %w", err)), ResultError, "cancelled"
 	}
 	// The patch is the difference between the typed pod before and after, both marshalled the
 	// same way: fields this build's API types do not know are then never touched by the patch.

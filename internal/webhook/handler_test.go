@@ -22,6 +22,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/podgate/podgate/internal/inject"
 )
@@ -271,4 +272,28 @@ func FuzzHandler(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestCancelledRequestNotWorkedOn: once the API server has given up (the request's context is
+// done), the handler does no mutation and no patch for it.
+func TestCancelledRequestNotWorkedOn(t *testing.T) {
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &Handler{Config: testConfig(), Namespaces: namespaces, NamespaceTimeout: 1e9, Log: zap.NewNop(), Metrics: m}
+	raw, _ := json.Marshal(typicalPod("shop"))
+	var rev admissionv1.AdmissionReview
+	if err := json.Unmarshal(review(admissionv1.Create, "Pod", raw, false), &rev); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	resp := h.Handle(ctx, admission.Request{AdmissionRequest: *rev.Request})
+	if resp.Allowed || len(resp.Patches) != 0 || resp.Result == nil || resp.Result.Code != http.StatusServiceUnavailable {
+		t.Fatalf("cancelled request: allowed=%v patches=%d result=%+v", resp.Allowed, len(resp.Patches), resp.Result)
+	}
+	if got := testutil.ToFloat64(m.Admissions.WithLabelValues(ResultError, "cancelled")); got != 1 {
+		t.Errorf("cancelled admissions counted %v, want 1", got)
+	}
 }
