@@ -12,7 +12,7 @@ BASE         ?=
 CONTAINER_TOOL ?= $(shell command -v buildah >/dev/null 2>&1 && echo buildah || echo docker)
 BENCH        ?= .
 BENCHTIME    ?= 1s
-FUZZTIME     ?= 30s
+FUZZTIME     ?= 10s
 
 CMDS       := $(notdir $(patsubst %/,%,$(wildcard cmd/*/)))
 BINARIES   := $(addprefix bin/,$(CMDS))
@@ -59,8 +59,13 @@ bench-go: ## In-process Go benchmarks (BENCH=regexp, BENCHTIME=1s)
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchtime $(BENCHTIME) -benchmem ./...
 
 .PHONY: fuzz
-fuzz: ## Fuzz the webhook handler for FUZZTIME (default 30s)
-	$(GO) test ./internal/webhook -run '^$$' -fuzz FuzzHandler -fuzztime $(FUZZTIME) -parallel 1
+fuzz: ## Run every Fuzz* target for FUZZTIME each (default 10s); crashers stay in the package's testdata/fuzz as regression seeds
+	@set -e; grep -rlE --include='*_test.go' '^func Fuzz[A-Za-z0-9_]*\(' internal cmd | sort | while read -r f; do \
+		for fn in $$(grep -oE '^func Fuzz[A-Za-z0-9_]*' "$$f" | cut -d' ' -f2); do \
+			echo "fuzz $$fn in ./$$(dirname "$$f") for $(FUZZTIME)"; \
+			$(GO) test "./$$(dirname "$$f")" -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) -parallel 1; \
+		done; \
+	done
 
 .PHONY: certs
 certs: ## Dev CA + webhook serving certificate in certs/, copied to manifests/overlays/dev/certs/

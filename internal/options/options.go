@@ -355,6 +355,11 @@ func ParseSkipRule(s string) (SkipRule, error) {
 			return r, fmt.Errorf("%q: path must not contain dot segments", s)
 		}
 	}
+	// A request path holding these never skips authentication (see proxy.NormalisePath), so a
+	// rule holding them could never match.
+	if strings.ContainsFunc(rest, func(c rune) bool { return c < 0x20 || c == 0x7f || c == ';' }) {
+		return r, fmt.Errorf("%q: path must not contain ';' or control characters", s)
+	}
 	r.Path = rest
 	return r, nil
 }

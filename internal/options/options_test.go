@@ -215,3 +215,25 @@ func TestValidateWithoutSecretsIgnoresOnlySecrets(t *testing.T) {
 		t.Fatalf("ValidateWithoutSecrets must check everything else: %v", err)
 	}
 }
+
+// FuzzParseListFlags: the repeatable flags the injector renders from pod specs parse or fail with
+// an error, never panic, and what parses renders back to itself.
+func FuzzParseListFlags(f *testing.F) {
+	for _, s := range []string{"live=http://127.0.0.1:8080/healthz", "live=X-Probe: yes", ":4180=http://127.0.0.1:8080", "GET =/healthz"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if p, err := ParseProbe(s); err == nil {
+			if q, err := ParseProbe(p.String()); err != nil || q.String() != p.String() {
+				t.Fatalf("probe %q renders as %q: %v", s, p.String(), err)
+			}
+		}
+		if h, err := ParseProbeHeader(s); err == nil {
+			if g, err := ParseProbeHeader(h.String()); err != nil || g != h {
+				t.Fatalf("probe header %q renders as %q: %v", s, h.String(), err)
+			}
+		}
+		_, _ = ParseProxy(s)
+		_, _ = ParseSkipRule(s)
+	})
+}

@@ -11,7 +11,7 @@ import (
 	"github.com/podgate/podgate/internal/auth"
 )
 
-func testStore(t *testing.T, now time.Time) *Store {
+func testStore(t testing.TB, now time.Time) *Store {
 	c, err := NewCodec([]byte("0123456789abcdef0123456789abcdef"))
 	if err != nil {
 		t.Fatal(err)
