@@ -206,7 +206,7 @@ func TestSessionCacheBoundedAndEvicted(t *testing.T) {
 	s := testStore(t, now)
 	sealed := 0
 	for i := range 1500 {
-		sess := &Session{AccessToken: strings.Repeat("x", 6000) + strconv.Itoa(i), Created: now, Identity: &auth.Identity{User: "u"}}
+		sess := &Session{RefreshToken: strings.Repeat("x", 6000) + strconv.Itoa(i), Created: now, Identity: &auth.Identity{User: "u"}}
 		req, cookies := roundTrip(t, s, sess)
 		if _, err := s.Load(req); err != nil {
 			t.Fatal(err)
