@@ -23,6 +23,10 @@ func testConfig() *Config {
 const (
 	injectedSuffix = ".injected.yaml"
 	errorSuffix    = ".error"
+	// deniedPrefix starts the name of every case that must be denied; every other case must be
+	// injected. The name, not the golden file present, says which, so -update cannot silently turn
+	// an injected case into a denied one (or back).
+	deniedPrefix = "err-"
 )
 
 // goldenInputs lists testdata/<case>.yaml, the golden outputs excluded: a new file is a new case.
@@ -44,8 +48,8 @@ func goldenInputs(t testing.TB) []string {
 }
 
 // TestGolden runs every testdata/<case>.yaml through the offline injection: the output must equal
-// <case>.injected.yaml, or, for inputs that must be denied, the error must equal <case>.error.
-// `go test ./internal/inject -run Golden -update` rewrites them.
+// <case>.injected.yaml, or, for inputs that must be denied (err-<case>.yaml), the error must equal
+// <case>.error. `go test ./internal/inject -run Golden -update` rewrites them.
 func TestGolden(t *testing.T) {
 	cfg := testConfig()
 	for _, in := range goldenInputs(t) {
@@ -57,6 +61,9 @@ func TestGolden(t *testing.T) {
 			}
 			var out bytes.Buffer
 			err = Manifests(bytes.NewReader(src), &out, nil, cfg)
+			if denied := strings.HasPrefix(filepath.Base(base), deniedPrefix); denied != (err != nil) {
+				t.Fatalf("denied = %v (error %v), but the case's name says denied = %v; rename the case if it should change", err != nil, err, denied)
+			}
 			got, want, other := out.Bytes(), base+injectedSuffix, base+errorSuffix
 			if err != nil {
 				got, want, other = []byte(err.Error()+"\n"), base+errorSuffix, base+injectedSuffix

@@ -28,8 +28,11 @@ func benchSetup(tb testing.TB) (*Handler, *oidctest.Provider) {
 	ctx, cancel := context.WithCancel(context.Background())
 	tb.Cleanup(cancel)
 	go p.Run(ctx)
-	for !p.Ready() {
-		time.Sleep(5 * time.Millisecond)
+	// The bound only limits how long a broken setup hangs.
+	for deadline := time.Now().Add(10 * time.Second); !p.Ready(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			tb.Fatal("test IdP not discovered within 10 s")
+		}
 	}
 	codec, _ := session.NewCodec([]byte("0123456789abcdef0123456789abcdef"))
 	h := New(Config{Verifier: v, Provider: p, Store: session.NewStore(codec, "_podgate", false, time.Hour, nil),

@@ -227,6 +227,16 @@ func (e *env) logged(msg string) bool {
 	return len(e.logs.FilterMessage(msg).All()) > 0
 }
 
+// loggedError reports whether msg was logged with an error that contains errPart.
+func (e *env) loggedError(msg, errPart string) bool {
+	for _, entry := range e.logs.FilterMessage(msg).All() {
+		if err, _ := entry.ContextMap()["error"].(string); strings.Contains(err, errPart) {
+			return true
+		}
+	}
+	return false
+}
+
 // dial opens a raw TCP connection with a deadline bounding how long a broken test can hang.
 func dial(t *testing.T, addr string) net.Conn {
 	t.Helper()
