@@ -48,6 +48,7 @@ const (
 	FlagCookieName           = "cookie-name"
 	FlagCookieSecure         = "cookie-secure"
 	FlagCookieExpire         = "cookie-expire"
+	FlagCookieDomain         = "cookie-domain"
 	FlagScope                = "scope"
 	FlagAudience             = "audience"
 	FlagAllowedRole          = "allowed-role"
@@ -59,6 +60,7 @@ const (
 	FlagRedirectURL          = "redirect-url"
 	FlagAllowedRedirectHost  = "allowed-redirect-host"
 	FlagPassAccessToken      = "pass-access-token"
+	FlagPassIDToken          = "pass-id-token"
 	FlagUpstreamTimeout      = "upstream-timeout"
 	FlagLogLevel             = "log-level"
 	FlagLogFormat            = "log-format"
@@ -124,10 +126,15 @@ type Options struct {
 	// every replica and decode (base64 or raw) to 16, 24 or 32 bytes.
 	CookieSecret     string
 	CookieSecretFile string
-	// CookieName names the session cookie. With CookieSecure the "__Host-" prefix is added, which
-	// browsers only accept for Secure, host-only, Path=/ cookies: a subdomain cannot overwrite it.
+	// CookieName names the session cookie. With CookieSecure and no CookieDomain the "__Host-"
+	// prefix is added, which browsers only accept for Secure, host-only, Path=/ cookies: a
+	// subdomain cannot overwrite it.
 	CookieName   string
 	CookieSecure bool
+	// CookieDomain, when set, makes the session cookie a domain cookie (Domain=CookieDomain), sent
+	// to every subdomain: one login serves all apps under it. The price is the "__Host-" prefix:
+	// any host under the domain can then set or overwrite the cookie.
+	CookieDomain string
 	// CookieExpire bounds a session's life, refreshes included.
 	CookieExpire time.Duration
 	// Scopes requested at login.
@@ -151,10 +158,14 @@ type Options struct {
 	// RedirectURL is the OAuth callback; by default derived from the request's host.
 	RedirectURL string
 	// AllowedRedirectHosts may appear in an absolute "rd" after login; otherwise only
-	// same-origin relative paths are accepted.
+	// same-origin relative paths are accepted. "*.example.com" and ".example.com" both allow
+	// example.com and every host under it.
 	AllowedRedirectHosts []string
 	// PassAccessToken sends the access token upstream as "Authorization: Bearer".
 	PassAccessToken bool
+	// PassIDToken sends the session's ID token as "X-OAUTH2-PROXY-ID-TOKEN: Bearer <token>", the
+	// header Backstage's oauth2-proxy provider reads.
+	PassIDToken bool
 	// UpstreamTimeout bounds the wait for the app's response headers (not streaming bodies).
 	UpstreamTimeout time.Duration
 	// JWKSRefreshMinInterval rate-limits the JWKS refetch an unknown key id triggers.
@@ -512,8 +523,13 @@ func (o *Options) validate(checkSecrets bool) error {
 		}
 	}
 	for _, h := range o.AllowedRedirectHosts {
-		if h == "" || strings.ContainsAny(h, "/@ \\") {
-			bad(FlagAllowedRedirectHost, "%q is not a host name", h)
+		if err := CheckRedirectHost(h); err != nil {
+			bad(FlagAllowedRedirectHost, "%v", err)
+		}
+	}
+	if o.CookieDomain != "" {
+		if d := strings.TrimPrefix(o.CookieDomain, "."); !isDNSName(d) || !strings.Contains(d, ".") {
+			bad(FlagCookieDomain, "%q is not a domain name with at least two labels (browsers refuse cookies for a top-level domain)", o.CookieDomain)
 		}
 	}
 	if o.UpstreamTimeout <= 0 {
@@ -563,6 +579,56 @@ func unjoin(err error) []error {
 	return []error{err}
 }
 
+// CheckRedirectHost accepts what --allowed-redirect-host may hold: a host name or IP address with
+// an optional port, or "*.domain" / ".domain" for the domain and every host under it. A value no
+// URL host could ever match (a bare "*", a wildcard inside a label or under a single label, empty
+// labels, characters no host has) is an error: silently accepting it would leave the operator
+// believing a redirect target is allowed.
+func CheckRedirectHost(h string) error {
+	host, wildcard := h, false
+	switch {
+	case strings.HasPrefix(h, "*."):
+		host, wildcard = h[2:], true
+	case strings.HasPrefix(h, "."):
+		host, wildcard = h[1:], true
+	}
+	if p := strings.LastIndexByte(host, ':'); p >= 0 && !strings.Contains(host, "]") {
+		if wildcard {
+			return fmt.Errorf("%q: a wildcard is matched against host names without their port; drop the port", h)
+		}
+		if n, err := strconv.Atoi(host[p+1:]); err != nil || n < 1 || n > 65535 {
+			return fmt.Errorf("%q: port %q is not 1-65535", h, host[p+1:])
+		}
+		host = host[:p]
+	}
+	if wildcard && !strings.Contains(host, ".") {
+		return fmt.Errorf("%q: a wildcard needs a domain of at least two labels (it would allow a whole top-level domain)", h)
+	}
+	if !isDNSName(host) && (wildcard || net.ParseIP(strings.Trim(host, "[]")) == nil) {
+		return fmt.Errorf("%q is not a host name, an IP address, *.domain or .domain", h)
+	}
+	return nil
+}
+
+// isDNSName: dot-separated labels of 1-63 letters, digits and '-', not starting or ending with '-'.
+func isDNSName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func checkHTTPURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
@@ -610,9 +676,9 @@ func (o *Options) EffectiveAudiences() []string {
 	return []string{o.ClientID}
 }
 
-// EffectiveCookieName applies the "__Host-" prefix when the cookie is Secure.
+// EffectiveCookieName applies the "__Host-" prefix when the cookie is Secure and host-only.
 func (o *Options) EffectiveCookieName() string {
-	if o.CookieSecure {
+	if o.CookieSecure && o.CookieDomain == "" {
 		return "__Host-" + o.CookieName
 	}
 	return o.CookieName

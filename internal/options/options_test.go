@@ -41,6 +41,7 @@ func TestArgsRoundTrip(t *testing.T) {
 		"--skip-auth=GET /public", "--skip-auth==/healthz",
 		"--cookie-secure=false", "--pass-access-token", "--upstream-timeout=5s",
 		"--scope=openid", "--scope=groups", "--log-format=console",
+		"--cookie-domain=example.com", "--allowed-redirect-host=*.example.com", "--pass-id-token",
 	)
 	o, err := Parse(args, noEnv)
 	if err != nil {
@@ -236,4 +237,56 @@ func FuzzParseListFlags(f *testing.F) {
 		_, _ = ParseProxy(s)
 		_, _ = ParseSkipRule(s)
 	})
+}
+
+// TestRedirectHostPatterns: both wildcard spellings and plain hosts are accepted; a value that no
+// URL host could ever match fails at start-up, naming the flag.
+func TestRedirectHostPatterns(t *testing.T) {
+	for _, ok := range []string{"app.example.com", "*.example.com", ".example.com", "app.example.com:8443", "198.18.0.5", "localhost"} {
+		if err := CheckRedirectHost(ok); err != nil {
+			t.Errorf("%q rejected: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "*", "*.", ".", "*.com", ".com", "**.example.com", "app.*.example.com", "example.*",
+		"a*b.example.com", "*example.com", "app..example.com", "-app.example.com", "app.example.com:0", "app.example.com:x",
+		"*.example.com:443", "https://app.example.com", "user@app.example.com", "app.example.com/path", "app example.com"} {
+		if err := CheckRedirectHost(bad); err == nil {
+			t.Errorf("%q accepted, but no URL host can match it", bad)
+		}
+	}
+	o := validOptions()
+	o.AllowedRedirectHosts = []string{"*.example.com", "*"}
+	if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "--allowed-redirect-host: \"*\"") {
+		t.Errorf("Validate with a bare '*': %v", err)
+	}
+}
+
+// TestCookieDomain: a domain cookie drops the __Host- prefix (browsers refuse it with Domain) and
+// keeps Secure; a top-level domain or a malformed one is refused.
+func TestCookieDomain(t *testing.T) {
+	o := validOptions()
+	if got := o.EffectiveCookieName(); got != "__Host-_podgate" {
+		t.Fatalf("default name %q", got)
+	}
+	o.CookieDomain = "example.com"
+	if err := o.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	if got := o.EffectiveCookieName(); got != "_podgate" || !o.CookieSecure {
+		t.Errorf("with --cookie-domain: name %q, secure %v; want _podgate and still secure", got, o.CookieSecure)
+	}
+	for _, bad := range []string{"com", ".com", "exa mple.com", "example.com:443", "*.example.com", "https://example.com"} {
+		o.CookieDomain = bad
+		if err := o.Validate(); err == nil || !strings.Contains(err.Error(), "--cookie-domain") {
+			t.Errorf("--cookie-domain=%q: %v", bad, err)
+		}
+	}
+}
+
+func validOptions() *Options {
+	o, err := Parse(validArgs(), noEnv)
+	if err != nil {
+		panic(err)
+	}
+	return o
 }

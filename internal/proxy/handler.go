@@ -64,6 +64,8 @@ type Config struct {
 	// wait for a routed upstream's response headers.
 	Routes          []route.Rule
 	UpstreamTimeout time.Duration
+	// PassIDToken sends a session's ID token in HeaderIDToken (Backstage's oauth2-proxy provider).
+	PassIDToken bool
 
 	Metrics *metrics.Sidecar
 	Log     *zap.Logger
@@ -114,7 +116,10 @@ func (h *Handler) count(outcome string) { h.m.Requests.With(outcome).Inc() }
 type principal struct {
 	id          *auth.Identity
 	accessToken string
-	bearer      bool
+	// idToken is the session's ID token when it is forwarded (--pass-id-token); empty otherwise
+	// and for bearer tokens.
+	idToken string
+	bearer  bool
 }
 
 var (
@@ -165,7 +170,7 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*princip
 			sess = fresh
 		}
 	}
-	return &principal{id: sess.Identity, accessToken: sess.AccessToken}, OutcomeCookie, nil
+	return &principal{id: sess.Identity, accessToken: sess.AccessToken, idToken: sess.ForwardedIDToken}, OutcomeCookie, nil
 }
 
 // refreshResult is the outcome of redeeming one refresh token, shared by every request that
@@ -238,8 +243,9 @@ func (h *Handler) refresh(ctx context.Context, old *session.Session) (*session.S
 		return nil, errors.New("refreshed tokens name another subject")
 	}
 	if idToken != "" {
-		fresh.IDToken = idToken
+		fresh.IDToken, fresh.ForwardedIDToken = idToken, idToken
 	}
+	fresh.ForwardedIDToken = h.keptIDToken(fresh.ForwardedIDToken)
 	if id.Expiry.IsZero() || tok.Expiry.Before(id.Expiry) {
 		id.Expiry = tok.Expiry
 	}
@@ -256,6 +262,16 @@ func (h *Handler) kept(accessToken string) string {
 		return ""
 	}
 	return accessToken
+}
+
+// keptIDToken returns the ID token to store in the session cookie: only when it is forwarded to
+// the app (the ID token cookie, sent to sign-out only, holds it in any case). A session written
+// before --pass-id-token was set gets it with its next refresh.
+func (h *Handler) keptIDToken(idToken string) string {
+	if !h.cfg.PassIDToken {
+		return ""
+	}
+	return idToken
 }
 
 // maxUserInfo bounds the userinfo response read.
@@ -355,6 +371,9 @@ func (h *Handler) Protect(next http.Handler) http.Handler {
 		h.count(outcome)
 		h.cfg.Store.StripCookies(r.Header)
 		setIdentity(r.Header, p.id)
+		if h.cfg.PassIDToken && p.idToken != "" {
+			r.Header[HeaderIDToken] = []string{"Bearer " + p.idToken}
+		}
 		// Whatever Authorization the app receives is one the proxy verified, or none: with a cookie
 		// session, a client-sent "Authorization: Basic …" or "Bearer<TAB>forged" (not a bearer
 		// header to the proxy) would otherwise reach the app next to a real identity, and an app

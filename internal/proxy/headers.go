@@ -20,6 +20,10 @@ const (
 	HeaderFwdGroups         = "X-Forwarded-Groups"
 	HeaderFwdPreferred      = "X-Forwarded-Preferred-Username"
 	HeaderFwdAccessToken    = "X-Forwarded-Access-Token"
+	// HeaderIDToken carries "Bearer <ID token>" with --pass-id-token: the header Backstage's
+	// oauth2-proxy provider reads (and decodes without verifying, so a client-sent copy must
+	// never pass).
+	HeaderIDToken = "X-Oauth2-Proxy-Id-Token"
 	// HeaderAppCookie, on a 202 from /oauth2/auth, is the request's Cookie header without the
 	// proxy's own cookies. The ingress cannot strip cookies itself, so it sets the upstream Cookie
 	// from this (nginx: auth_request_set + proxy_set_header Cookie), and the session, several KB of
@@ -32,7 +36,7 @@ var spoofable = []string{
 	"x-auth-request-user", "x-auth-request-email", "x-auth-request-groups", "x-auth-request-roles",
 	"x-auth-request-preferred-username", "x-auth-request-access-token",
 	"x-forwarded-user", "x-forwarded-email", "x-forwarded-groups", "x-forwarded-preferred-username",
-	"x-forwarded-access-token", "x-podgate-upstream",
+	"x-forwarded-access-token", "x-podgate-upstream", "x-oauth2-proxy-id-token",
 }
 
 // rerouting lists, lower-case with '-', the headers some frameworks route on instead of the

@@ -172,8 +172,8 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusForbidden, "you are signed in but not allowed to access this")
 		return
 	}
-	sess := &session.Session{AccessToken: h.kept(tok.AccessToken), RefreshToken: tok.RefreshToken, IDToken: idToken,
-		Expiry: tok.Expiry, Created: h.now(), Identity: id}
+	sess := &session.Session{AccessToken: h.kept(tok.AccessToken), RefreshToken: tok.RefreshToken,
+		IDToken: idToken, ForwardedIDToken: h.keptIDToken(idToken), Expiry: tok.Expiry, Created: h.now(), Identity: id}
 	if err := h.cfg.Store.Save(w, r, sess); err != nil {
 		fail(http.StatusInternalServerError, "session could not be stored", "save")
 		return
@@ -360,6 +360,9 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		if h.cfg.PassAccessToken {
 			w.Header().Set(HeaderAccessToken, p.accessToken)
 			w.Header().Set("Authorization", "Bearer "+p.accessToken)
+		}
+		if h.cfg.PassIDToken && p.idToken != "" {
+			w.Header()[HeaderIDToken] = []string{"Bearer " + p.idToken}
 		}
 		if cookies := h.appCookies(r.Header); cookies != "" {
 			w.Header().Set(HeaderAppCookie, cookies)

@@ -10,7 +10,7 @@ const maxRedirectLen = 2048
 
 // ValidRedirect reports whether rd is a safe place to send the browser after login or logout:
 // a same-origin relative path, or an absolute http(s) URL whose host is the request's own host or
-// in allowedHosts (".example.com" allows its subdomains). Everything browsers are known to
+// in allowedHosts ("*.example.com" and ".example.com" allow the domain and its subdomains). Everything browsers are known to
 // reinterpret as another host is rejected: "//host", "/\host", "https:host", whitespace and control
 // characters (raw or percent-encoded), encoded slashes and backslashes, user info ("good@evil").
 func ValidRedirect(rd, requestHost string, allowedHosts []string) bool {
@@ -43,7 +43,7 @@ func ValidRedirect(rd, requestHost string, allowedHosts []string) bool {
 	}
 	host := strings.ToLower(u.Hostname())
 	for _, a := range allowedHosts {
-		a = strings.ToLower(a)
+		a = strings.TrimPrefix(strings.ToLower(a), "*")
 		if strings.HasPrefix(a, ".") {
 			if strings.HasSuffix(host, a) || host == a[1:] {
 				return true

@@ -65,3 +65,22 @@ func TestNormalisePath(t *testing.T) {
 		}
 	}
 }
+
+// TestValidRedirectWildcardHosts: "*.example.com" and ".example.com" both allow the domain and every
+// host under it, and nothing that merely ends in the same letters.
+func TestValidRedirectWildcardHosts(t *testing.T) {
+	for _, pattern := range []string{"*.example.com", ".example.com", "*.EXAMPLE.com"} {
+		allowed := []string{pattern}
+		for _, rd := range []string{"https://app1.example.com/deep?x=1", "https://a.b.example.com/", "https://example.com/", "http://app2.example.com:8443/"} {
+			if !ValidRedirect(rd, "proxy.local", allowed) {
+				t.Errorf("%s: rejected %q", pattern, rd)
+			}
+		}
+		for _, rd := range []string{"https://evilexample.com/", "https://example.com.evil.org/", "https://app.example.com@evil.org/",
+			"https://evil.org/?x=.example.com", "https://evil.org#.example.com", "//app1.example.com/"} {
+			if ValidRedirect(rd, "proxy.local", allowed) {
+				t.Errorf("%s: accepted %q", pattern, rd)
+			}
+		}
+	}
+}

@@ -41,6 +41,10 @@ type Session struct {
 	// whose Path is SignOutPath, where it serves as id_token_hint, so ordinary requests do not carry
 	// its ~1 KB (Keycloak). Load leaves it empty; LoadIDToken reads it.
 	IDToken string `json:"-"`
+	// ForwardedIDToken is the ID token once more, kept in the session cookie only when the
+	// configuration sends it to the app with every request (--pass-id-token; the proxy leaves it
+	// empty otherwise), since the ID token cookie reaches SignOutPath only.
+	ForwardedIDToken string `json:"it,omitempty"`
 	// Expiry is the access token's expiry; the proxy refreshes shortly before it.
 	Expiry time.Time `json:"ex"`
 	// Created is when the user logged in; the session ends Created+MaxAge, refreshes included.
@@ -54,6 +58,9 @@ type Store struct {
 	codec  *Codec
 	name   string
 	secure bool
+	// domain, when set, is the Domain attribute of the session cookies (not of the login
+	// cookie, which only the host that started the login needs).
+	domain string
 	maxAge time.Duration
 	now    func() time.Time
 }
@@ -76,6 +83,13 @@ const (
 	// CacheBytes bounds the decrypted sessions held at once.
 	CacheBytes = 8 << 20
 )
+
+// WithDomain makes the session cookies domain cookies, sent to every host under domain, and
+// returns s. The name must then not carry the "__Host-" prefix (browsers refuse such cookies).
+func (s *Store) WithDomain(domain string) *Store {
+	s.domain = strings.TrimPrefix(domain, ".")
+	return s
+}
 
 // Name returns the session cookie's name.
 func (s *Store) Name() string { return s.name }
@@ -185,6 +199,27 @@ func (s *Store) cookie(name, value string, maxAge int) *http.Cookie {
 		Secure: s.secure, SameSite: http.SameSiteLaxMode}
 }
 
+// sessionCookie is cookie with the session's Domain, when there is one.
+func (s *Store) sessionCookie(name, value string, maxAge int) *http.Cookie {
+	c := s.cookie(name, value, maxAge)
+	c.Domain = s.domain
+	return c
+}
+
+// CookieNames lists every name a cookie written with the session can have: the whole value, each
+// chunk of a split one, and the ID token cookie. An ingress that copies the auth answer's cookies
+// to the browser by name (Traefik's forwardAuth addAuthCookiesToResponse) needs all of them: the
+// expirations of chunks that a smaller session no longer uses, and the ID token cookie, which a
+// refresh on the auth endpoint rewrites (or a failed one expires) like the session, although the
+// browser sends it to SignOutPath only.
+func (s *Store) CookieNames() []string {
+	names := []string{s.name}
+	for i := 0; i < maxChunks; i++ {
+		names = append(names, chunkName(s.name, i))
+	}
+	return append(names, s.IDTokenName())
+}
+
 // Save writes the session, split into name_0, name_1, ... when larger than ChunkSize, and expires
 // whichever of the other form the request still carries. A non-empty sess.IDToken is written to
 // the ID token cookie (a session without one keeps the cookie the browser has).
@@ -208,7 +243,7 @@ func (s *Store) Save(w http.ResponseWriter, r *http.Request, sess *Session) erro
 		s.cache.Delete(sha256.Sum256([]byte(old)))
 	}
 	if len(v) <= ChunkSize {
-		http.SetCookie(w, s.cookie(s.name, v, maxAge))
+		http.SetCookie(w, s.sessionCookie(s.name, v, maxAge))
 		s.expireChunks(w, present, 0)
 		return nil
 	}
@@ -216,13 +251,13 @@ func (s *Store) Save(w http.ResponseWriter, r *http.Request, sess *Session) erro
 	for ; len(v) > 0; n++ {
 		part := v[:min(ChunkSize, len(v))]
 		v = v[len(part):]
-		http.SetCookie(w, s.cookie(chunkName(s.name, n), part, maxAge))
+		http.SetCookie(w, s.sessionCookie(chunkName(s.name, n), part, maxAge))
 	}
 	if n > maxChunks {
 		return errors.New("session too large even when split")
 	}
 	if _, ok := present[s.name]; ok {
-		http.SetCookie(w, s.cookie(s.name, "", -1))
+		http.SetCookie(w, s.sessionCookie(s.name, "", -1))
 	}
 	s.expireChunks(w, present, n)
 	return nil
@@ -231,7 +266,7 @@ func (s *Store) Save(w http.ResponseWriter, r *http.Request, sess *Session) erro
 func (s *Store) expireChunks(w http.ResponseWriter, present map[string]string, from int) {
 	for i := from; i < maxChunks; i++ {
 		if _, ok := present[chunkName(s.name, i)]; ok {
-			http.SetCookie(w, s.cookie(chunkName(s.name, i), "", -1))
+			http.SetCookie(w, s.sessionCookie(chunkName(s.name, i), "", -1))
 		}
 	}
 }
@@ -240,12 +275,19 @@ func (s *Store) expireChunks(w http.ResponseWriter, present map[string]string, f
 // cookie is expired instead): sign-out then names the client instead of the session, and Keycloak
 // asks the user to confirm.
 func (s *Store) saveIDToken(w http.ResponseWriter, idToken string, maxAge int) {
-	c := s.cookie(s.IDTokenName(), s.codec.Seal(s.IDTokenName(), []byte(idToken)), maxAge)
+	c := s.idTokenCookie(s.codec.Seal(s.IDTokenName(), []byte(idToken)), maxAge)
 	if len(c.Value) > ChunkSize {
 		c.Value, c.MaxAge = "", -1
 	}
-	c.Path = SignOutPath
 	http.SetCookie(w, c)
+}
+
+// idTokenCookie is the ID token cookie: a session cookie (the Domain included, so sign-out on any
+// subdomain finds it) sent to SignOutPath only.
+func (s *Store) idTokenCookie(value string, maxAge int) *http.Cookie {
+	c := s.sessionCookie(s.IDTokenName(), value, maxAge)
+	c.Path = SignOutPath
+	return c
 }
 
 // LoadIDToken returns the ID token of the request's ID token cookie, or "" (none, or it does not
@@ -270,12 +312,10 @@ func (s *Store) Clear(w http.ResponseWriter, r *http.Request) {
 		s.cache.Delete(sha256.Sum256([]byte(old)))
 	}
 	if _, ok := present[s.name]; ok {
-		http.SetCookie(w, s.cookie(s.name, "", -1))
+		http.SetCookie(w, s.sessionCookie(s.name, "", -1))
 	}
 	s.expireChunks(w, present, 0)
-	c := s.cookie(s.IDTokenName(), "", -1)
-	c.Path = SignOutPath
-	http.SetCookie(w, c)
+	http.SetCookie(w, s.idTokenCookie("", -1))
 }
 
 // Login is the state of one login in progress, bound to the browser by the CSRF cookie.

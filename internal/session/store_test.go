@@ -3,6 +3,7 @@ package session
 import (
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -238,5 +239,61 @@ func TestSessionCacheBoundedAndEvicted(t *testing.T) {
 	s.Clear(httptest.NewRecorder(), req)
 	if s.cache.Len() != n-1 {
 		t.Errorf("sign-out left the session cached")
+	}
+}
+
+// TestDomainCookies: with a domain, every session cookie (chunks, the ID token cookie and their
+// expirations included) carries it, so the browser sends and replaces the same cookies on every
+// subdomain, and CookieNames names each; the login cookie stays host-only.
+func TestDomainCookies(t *testing.T) {
+	now := time.Now()
+	c, err := NewCodec([]byte("0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := NewStore(c, "_pg", true, time.Hour, func() time.Time { return now }).WithDomain(".example.com")
+	big := &Session{AccessToken: strings.Repeat("a", 3*ChunkSize), IDToken: "the.id.token", Created: now, Identity: &auth.Identity{User: "u"}}
+	req, cookies := roundTrip(t, s, big)
+	if len(cookies) < 3 {
+		t.Fatalf("%d cookies, want a split session and the ID token cookie", len(cookies))
+	}
+	names := s.CookieNames()
+	idt := false
+	for _, ck := range cookies {
+		if ck.Domain != "example.com" || !ck.Secure {
+			t.Errorf("cookie %s: domain %q secure %v, want example.com and secure", ck.Name, ck.Domain, ck.Secure)
+		}
+		if !slices.Contains(names, ck.Name) {
+			t.Errorf("cookie %s is not in CookieNames %v", ck.Name, names)
+		}
+		if ck.Name == s.IDTokenName() {
+			idt = ck.Path == SignOutPath
+		}
+	}
+	if !idt {
+		t.Errorf("no ID token cookie for %s among %v", SignOutPath, cookies)
+	}
+	rec := httptest.NewRecorder()
+	s.Clear(rec, req)
+	for _, ck := range rec.Result().Cookies() {
+		if ck.Domain != "example.com" || ck.MaxAge >= 0 {
+			t.Errorf("expiring %s: domain %q max-age %d", ck.Name, ck.Domain, ck.MaxAge)
+		}
+	}
+	rec = httptest.NewRecorder()
+	s.SaveLogin(rec, &Login{State: "s"})
+	if ck := rec.Result().Cookies()[0]; ck.Domain != "" {
+		t.Errorf("login cookie has domain %q, want host-only", ck.Domain)
+	}
+}
+
+// TestForwardedIDToken: the ID token a session forwards (--pass-id-token) travels in the session
+// cookie and comes back from Load; without it the session cookie carries no ID token.
+func TestForwardedIDToken(t *testing.T) {
+	now := time.Now()
+	s := testStore(t, now)
+	req, _ := roundTrip(t, s, &Session{RefreshToken: "r", IDToken: "the.id.token", ForwardedIDToken: "the.id.token", Created: now, Identity: &auth.Identity{User: "u"}})
+	if got, err := s.Load(req); err != nil || got.ForwardedIDToken != "the.id.token" || got.IDToken != "" {
+		t.Errorf("Load = %+v, %v: want the forwarded ID token only", got, err)
 	}
 }

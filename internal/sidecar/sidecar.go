@@ -82,11 +82,11 @@ func New(o *options.Options, log *zap.Logger) (*App, error) {
 	provider := auth.NewProvider(o.IssuerURL, o.DiscoveryURL, client, keys, log)
 	h := proxy.New(proxy.Config{
 		Verifier: verifier, Provider: provider,
-		Store:    session.NewStore(codec, o.EffectiveCookieName(), o.CookieSecure, o.CookieExpire, nil),
+		Store:    session.NewStore(codec, o.EffectiveCookieName(), o.CookieSecure, o.CookieExpire, nil).WithDomain(o.CookieDomain),
 		Policy:   auth.Policy{Roles: o.AllowedRoles, Groups: o.AllowedGroups, EmailDomains: o.AllowedEmailDomains},
 		ClientID: o.ClientID, ClientSecret: o.ClientSecret, Scopes: o.Scopes,
 		RedirectURL: o.RedirectURL, AllowedRedirectHosts: o.AllowedRedirectHosts,
-		SkipAuth: o.SkipAuth, PassAccessToken: o.PassAccessToken, CookieSecure: o.CookieSecure,
+		SkipAuth: o.SkipAuth, PassAccessToken: o.PassAccessToken, PassIDToken: o.PassIDToken, CookieSecure: o.CookieSecure,
 		Routes: o.Routes, UpstreamTimeout: o.UpstreamTimeout,
 		Metrics: m, Log: log,
 	})
@@ -97,7 +97,8 @@ func New(o *options.Options, log *zap.Logger) (*App, error) {
 		zap.Strings("allowedGroups", o.AllowedGroups), zap.Strings("allowedEmailDomains", o.AllowedEmailDomains),
 		zap.Int("skipRules", len(o.SkipAuth)), zap.Int("proxies", len(o.Proxies)), zap.Int("probes", len(o.Probes)),
 		zap.Int("routes", len(o.Routes)),
-		zap.Bool("cookieSecure", o.CookieSecure), zap.Bool("passAccessToken", o.PassAccessToken))
+		zap.Bool("cookieSecure", o.CookieSecure), zap.String("cookieDomain", o.CookieDomain),
+		zap.Bool("passAccessToken", o.PassAccessToken), zap.Bool("passIDToken", o.PassIDToken))
 	for _, p := range o.Proxies {
 		var next http.Handler
 		if p.Upstream != nil {
