@@ -36,6 +36,9 @@ type Options struct {
 	Dir       string
 	Service   string
 	Namespace string
+	// Names, when set, are the serving certificate's DNS names instead of the Service's (then
+	// Service and Namespace are not needed): the e2e's wildcard certificate for its ingress.
+	Names []string
 	// Validity of the serving certificate; the CA lives ten times as long.
 	Validity time.Duration
 	// RenewBefore: an existing serving certificate that expires sooner than this (or does not
@@ -50,10 +53,19 @@ func Ensure(o Options) (bool, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	if o.Service == "" || o.Namespace == "" || o.Validity <= 0 {
-		return false, errors.New("devcerts: service, namespace and a positive validity are required")
+	names, cn := o.Names, ""
+	if len(names) == 0 {
+		if o.Service == "" || o.Namespace == "" {
+			return false, errors.New("devcerts: names, or a service and namespace, are required")
+		}
+		names = DNSNames(o.Service, o.Namespace)
+		cn = names[2]
+	} else {
+		cn = names[0]
 	}
-	names := DNSNames(o.Service, o.Namespace)
+	if o.Validity <= 0 {
+		return false, errors.New("devcerts: a positive validity is required")
+	}
 	if ok := stillValid(o, names); ok {
 		return false, nil
 	}
@@ -80,7 +92,7 @@ func Ensure(o Options) (bool, error) {
 		return false, err
 	}
 	tmpl := &x509.Certificate{
-		SerialNumber: serial(), Subject: pkix.Name{CommonName: names[2]}, DNSNames: names,
+		SerialNumber: serial(), Subject: pkix.Name{CommonName: cn}, DNSNames: names,
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(o.Validity),
 		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}

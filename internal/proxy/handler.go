@@ -365,7 +365,11 @@ func (h *Handler) Protect(next http.Handler) http.Handler {
 		}
 		h.m.AuthLatency.Observe(time.Since(start))
 		if err != nil {
-			h.deny(w, r, outcome, err)
+			user := ""
+			if p != nil {
+				user = p.id.User
+			}
+			h.deny(w, r, outcome, user, err)
 			return
 		}
 		h.count(outcome)
@@ -393,16 +397,15 @@ func (e errForbidden) Error() string { return "not allowed by " + e.kind + " pol
 
 // deny answers a request that may not pass: 503 before the IdP is ready, 403 when authenticated
 // but not allowed, a redirect to login for a browser page load, 401 otherwise.
-func (h *Handler) deny(w http.ResponseWriter, r *http.Request, outcome string, err error) {
+func (h *Handler) deny(w http.ResponseWriter, r *http.Request, outcome, user string, err error) {
 	switch {
 	case outcome == OutcomeUnavailable:
 		h.count(outcome)
 		w.Header().Set("Retry-After", "5")
 		httpError(w, http.StatusServiceUnavailable, "the identity provider is not reachable yet; try again shortly")
 	case outcome == OutcomeForbidden:
-		h.count(outcome)
 		h.log.Info("request forbidden", zap.String("reason", err.Error()), zap.String("path", r.URL.Path))
-		httpError(w, http.StatusForbidden, "you are signed in but not allowed to access this")
+		h.forbidden(w, r, user, r.URL.RequestURI())
 	case outcome == OutcomeUnauth && isBrowserNavigation(r):
 		h.count(OutcomeLoginRedirect)
 		h.startLogin(w, r, r.URL.RequestURI())

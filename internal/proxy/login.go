@@ -165,13 +165,6 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusForbidden, "the identity provider's tokens did not verify", "tokens")
 		return
 	}
-	if ok, why := h.cfg.Policy.Allows(id); !ok {
-		h.count(OutcomeForbidden)
-		h.log.Info("login forbidden", zap.String("reason", why), zap.String("user", id.User))
-		h.cfg.Store.ClearLogin(w)
-		httpError(w, http.StatusForbidden, "you are signed in but not allowed to access this")
-		return
-	}
 	sess := &session.Session{AccessToken: h.kept(tok.AccessToken), RefreshToken: tok.RefreshToken,
 		IDToken: idToken, ForwardedIDToken: h.keptIDToken(idToken), Expiry: tok.Expiry, Created: h.now(), Identity: id}
 	if err := h.cfg.Store.Save(w, r, sess); err != nil {
@@ -179,10 +172,46 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.cfg.Store.ClearLogin(w)
-	h.count(OutcomeLoginDone)
-	h.log.Info("login completed", zap.String("user", id.User))
+	// A user the policy refuses keeps the session too, and is redirected like anyone else: the
+	// page then answers with the forbidden page (once, with a way to sign out and switch account),
+	// the code leaves the address bar, and sign-out has the ID token to end the IdP session. A 403
+	// here instead would loop behind Traefik: its errors middleware drops the headers of a 401-403
+	// (the session cookie with them) and calls sign_in, which would start the login again. The
+	// session grants nothing: every request is authorized again.
+	if ok, why := h.cfg.Policy.Allows(id); !ok {
+		h.count(OutcomeForbidden)
+		h.log.Info("login forbidden", zap.String("reason", why), zap.String("user", id.User))
+	} else {
+		h.count(OutcomeLoginDone)
+		h.log.Info("login completed", zap.String("user", id.User))
+	}
 	w.Header().Set("Cache-Control", "no-store")
 	http.Redirect(w, r, l.Redirect, http.StatusFound)
+}
+
+var forbiddenPage = template.Must(template.New("").Parse(`<!doctype html>
+<html><head><meta charset="utf-8"><title>Access denied</title>
+<style>body{font-family:sans-serif;max-width:40em;margin:3em auto}</style></head>
+<body><h1>Access denied</h1>
+<p>You are signed in as <strong>{{.User}}</strong>, but this account is not allowed to open this page.</p>
+<form method="post" action="{{.SignOut}}"><button type="submit">Sign out and switch account</button></form>
+</body></html>
+`))
+
+// forbidden answers an authenticated user the policy refuses: for a browser, one page saying who
+// they are signed in as, with a sign-out form that returns to rd (so they can sign in as someone
+// else); for anything else, a plain 403.
+func (h *Handler) forbidden(w http.ResponseWriter, r *http.Request, user, rd string) {
+	h.count(OutcomeForbidden)
+	if !isBrowserNavigation(r) {
+		httpError(w, http.StatusForbidden, "you are signed in but not allowed to access this")
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusForbidden)
+	_ = forbiddenPage.Execute(w, struct{ User, SignOut string }{user, PathSignOut + "?rd=" + url.QueryEscape(rd)})
 }
 
 var signInPage = template.Must(template.New("").Parse(`<!doctype html>
@@ -197,8 +226,7 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request) {
 	rd := h.originalURL(r)
 	if p, _, err := h.authenticate(w, r); err == nil {
 		if ok, _ := h.cfg.Policy.Allows(p.id); !ok {
-			h.count(OutcomeForbidden)
-			httpError(w, http.StatusForbidden, "you are signed in but not allowed to access this")
+			h.forbidden(w, r, p.id.User, rd)
 			return
 		}
 	}
@@ -213,20 +241,12 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request) {
 // originalURL finds where the user was going: rd, X-Auth-Request-Redirect, nginx's X-Original-URL,
 // or Traefik's X-Forwarded-Proto/Host/Uri. Each candidate is validated like rd; "/" if none passes.
 func (h *Handler) originalURL(r *http.Request) string {
-	cands := []string{r.URL.Query().Get("rd"), r.Header.Get("X-Auth-Request-Redirect"), r.Header.Get("X-Original-URL")}
-	if uri := r.Header.Get("X-Forwarded-Uri"); uri != "" {
-		if host := r.Header.Get("X-Forwarded-Host"); host != "" {
-			proto := r.Header.Get("X-Forwarded-Proto")
-			if proto != "http" {
-				proto = "https"
-			}
-			cands = append(cands, proto+"://"+host+uri)
-		} else {
-			cands = append(cands, uri)
-		}
+	cands := []string{r.URL.Query().Get("rd"), r.Header.Get("X-Auth-Request-Redirect"), r.Header.Get("X-Original-URL"), forwardedURL(r)}
+	if uri := r.Header.Get("X-Forwarded-Uri"); uri != "" && r.Header.Get("X-Forwarded-Host") == "" {
+		cands = append(cands, uri)
 	}
 	for _, c := range cands {
-		if c != "" && ValidRedirect(c, r.Host, h.cfg.AllowedRedirectHosts) {
+		if c != "" && ValidRedirect(c, r.Host, h.cfg.AllowedRedirectHosts) && !isEndpoint(c) {
 			return c
 		}
 	}
@@ -262,6 +282,45 @@ func (h *Handler) crossSite(r *http.Request) bool {
 		return true
 	}
 	return !ValidRedirect(u.Scheme+"://"+u.Host+"/", r.Host, h.cfg.AllowedRedirectHosts)
+}
+
+// isEndpoint: the URL is one of the /oauth2/ endpoints. They are never a place to return to after
+// login: the errors middleware also catches a failed callback, and returning to that callback (its
+// code spent, its state gone) would fail and log in again, forever.
+func isEndpoint(rd string) bool {
+	u, err := url.Parse(rd)
+	return err == nil && strings.HasPrefix(u.Path, "/oauth2/")
+}
+
+// forwardedURL is the URL the browser asked for, as Traefik's forwardAuth (and Caddy's forward_auth)
+// describe it to the auth server: X-Forwarded-Proto, -Host and -Uri.
+func forwardedURL(r *http.Request) string {
+	uri, host := r.Header.Get("X-Forwarded-Uri"), r.Header.Get("X-Forwarded-Host")
+	if uri == "" || host == "" {
+		return ""
+	}
+	proto := r.Header.Get("X-Forwarded-Proto")
+	if proto != "http" {
+		proto = "https"
+	}
+	return proto + "://" + host + uri
+}
+
+// redirectsFromAuth reports whether a forward-auth sub-request without credentials may be answered
+// with the login redirect itself: a page load by a browser (X-Forwarded-Method GET or HEAD, HTML
+// accepted, no XHR), from an ingress that hands the auth server's non-2xx answer to the browser as
+// it is. Traefik's forwardAuth does, and says so with X-Forwarded-Uri; nginx's auth_request does not
+// (anything but 2xx, 401 and 403 is a 500 there), and nginx, ingress-nginx and podgate's examples
+// send X-Original-URL. Answering the redirect here keeps the deep link, which Traefik's errors
+// middleware (the 401 path to /oauth2/sign_in) loses unless its query carries {url}.
+func redirectsFromAuth(r *http.Request) bool {
+	if r.Header.Get("X-Original-URL") != "" || forwardedURL(r) == "" || r.Header.Get("X-Requested-With") != "" {
+		return false
+	}
+	if m := r.Header.Get("X-Forwarded-Method"); m != http.MethodGet && m != http.MethodHead {
+		return false
+	}
+	return strings.Contains(r.Header.Get("Accept"), "text/html")
 }
 
 // signOut clears the session and, when the IdP has an end-session endpoint, ends the IdP session
@@ -364,8 +423,12 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		if h.cfg.PassIDToken && p.idToken != "" {
 			w.Header()[HeaderIDToken] = []string{"Bearer " + p.idToken}
 		}
+		// The app's cookies without the session, twice: X-Auth-Request-Cookie for nginx
+		// (auth_request_set), Cookie for Traefik (authResponseHeaders: [Cookie] replaces the
+		// request's Cookie with it, or removes it when absent).
 		if cookies := h.appCookies(r.Header); cookies != "" {
 			w.Header().Set(HeaderAppCookie, cookies)
+			w.Header().Set("Cookie", cookies)
 		}
 		if upstream != nil {
 			w.Header().Set(HeaderUpstream, upstream.String())
@@ -376,6 +439,13 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, "the identity provider is not reachable yet")
 	case outcome == OutcomeForbidden:
 		httpError(w, http.StatusForbidden, "not allowed")
+	case outcome == OutcomeUnauth && redirectsFromAuth(r):
+		// The login starts for the host the browser is on (the sub-request's own Host names the
+		// auth service): callback and deep link are validated against X-Forwarded-Host.
+		h.count(OutcomeLoginRedirect)
+		fr := *r
+		fr.Host = r.Header.Get("X-Forwarded-Host")
+		h.startLogin(w, &fr, forwardedURL(r))
 	default:
 		w.Header().Set("WWW-Authenticate", `Bearer realm="podgate"`)
 		httpError(w, http.StatusUnauthorized, "authentication required")

@@ -89,3 +89,93 @@ func TestCookieDomainSession(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardAuthTraefikNavigation: a page load without a session, described the way Traefik's
+// forwardAuth describes it (X-Forwarded-Method/Proto/Host/Uri), is answered with the login redirect
+// itself, which Traefik hands to the browser: the deep link survives, the callback is on the
+// browser's host. nginx's sub-request (X-Original-URL), API calls and XHR still get a 401.
+func TestForwardAuthTraefikNavigation(t *testing.T) {
+	e := newEnv(t, envOpt{opts: func(o *options.Options) { o.Proxies = nil }})
+	traefik := map[string]string{"Accept": "text/html,application/xhtml+xml", "X-Forwarded-Method": "GET",
+		"X-Forwarded-Proto": "https", "X-Forwarded-Host": "app1.example.test", "X-Forwarded-Uri": "/deep/link?x=1&y=two"}
+	resp, _ := do(t, noRedirect(), "GET", e.faURL+"/oauth2/auth", traefik)
+	loc, _ := url.Parse(resp.Header.Get("Location"))
+	if resp.StatusCode != 302 || loc == nil || !strings.HasPrefix(loc.String(), e.idp.URL()) {
+		t.Fatalf("Traefik navigation: %d to %q, want 302 to the IdP", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if cb := loc.Query().Get("redirect_uri"); cb != "https://app1.example.test/oauth2/callback" {
+		t.Errorf("callback %q, want the browser's host", cb)
+	}
+	// The login cookie holds the deep link: complete the login and land there.
+	var csrf *http.Cookie
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "_podgate_csrf" {
+			csrf = ck
+		}
+	}
+	if csrf == nil {
+		t.Fatal("no login cookie on the redirect")
+	}
+	resp, _ = do(t, noRedirect(), "GET", loc.String(), nil)
+	cb, _ := url.Parse(resp.Header.Get("Location"))
+	req, _ := http.NewRequest("GET", e.faURL+cb.RequestURI(), nil)
+	req.Host = "app1.example.test"
+	req.AddCookie(&http.Cookie{Name: csrf.Name, Value: csrf.Value})
+	resp, err := noRedirect().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("Location"); got != "https://app1.example.test/deep/link?x=1&y=two" {
+		t.Errorf("after login the browser goes to %q, want the deep link", got)
+	}
+
+	for name, change := range map[string]func(h map[string]string){
+		"nginx (X-Original-URL)": func(h map[string]string) { h["X-Original-URL"] = "https://app1.example.test/deep" },
+		"API client":             func(h map[string]string) { h["Accept"] = "application/json" },
+		"XHR":                    func(h map[string]string) { h["X-Requested-With"] = "XMLHttpRequest" },
+		"POST":                   func(h map[string]string) { h["X-Forwarded-Method"] = "POST" },
+		"no X-Forwarded-Uri":     func(h map[string]string) { delete(h, "X-Forwarded-Uri") },
+		"foreign host":           func(h map[string]string) { h["X-Forwarded-Uri"] = "//evil.example/" },
+	} {
+		h := map[string]string{}
+		for k, v := range traefik {
+			h[k] = v
+		}
+		change(h)
+		resp, _ := do(t, noRedirect(), "GET", e.faURL+"/oauth2/auth", h)
+		if name == "foreign host" {
+			// Still a redirect to the IdP, but the target is refused: after login the browser lands on "/".
+			if resp.StatusCode != 302 {
+				t.Errorf("%s: %d", name, resp.StatusCode)
+			}
+			continue
+		}
+		if resp.StatusCode != 401 {
+			t.Errorf("%s: %d, want 401", name, resp.StatusCode)
+		}
+	}
+}
+
+// TestSignInNeverReturnsToEndpoints: Traefik's errors middleware also catches a failed callback and
+// passes its URL as rd={url}; returning there after the next login would fail again, forever.
+func TestSignInNeverReturnsToEndpoints(t *testing.T) {
+	e := newEnv(t, envOpt{opts: func(o *options.Options) { o.Proxies = nil }})
+	for rd, want := range map[string]string{
+		"https://app.example.test/oauth2/callback?code=x&state=y": "/",
+		"/oauth2/start?rd=/x":                   "/",
+		"https://app.example.test/reports?id=7": "https://app.example.test/reports?id=7",
+		"https://evil.example/reports":          "/",
+	} {
+		req, _ := http.NewRequest("GET", e.faURL+"/oauth2/sign_in?rd="+url.QueryEscape(rd), nil)
+		req.Host = "app.example.test"
+		resp, err := noRedirect().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if got := resp.Header.Get("Location"); got != "/oauth2/start?rd="+url.QueryEscape(want) {
+			t.Errorf("sign_in?rd=%s → %q, want rd %q", rd, got, want)
+		}
+	}
+}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -253,6 +254,10 @@ func TestForwardAuth(t *testing.T) {
 	if resp.StatusCode != 202 || !strings.Contains(got, "app_pref=dark") || !strings.Contains(got, "cart=3") || strings.Contains(got, "_podgate") {
 		t.Errorf("app cookies for the ingress: %d %q", resp.StatusCode, got)
 	}
+	// The same as Cookie, for Traefik's authResponseHeaders.
+	if c := resp.Header.Get("Cookie"); c != got {
+		t.Errorf("Cookie on the 202 = %q, want %q", c, got)
+	}
 }
 
 func TestForwardAuthOnlyMode(t *testing.T) {
@@ -307,17 +312,31 @@ func TestAuthorization(t *testing.T) {
 			}
 		})
 	}
-	// A browser login that is not allowed ends at a 403 without a session.
+	// A browser login that is not allowed ends at the page asked for (the code gone from the
+	// address bar) with one 403 page naming the user and offering sign-out. The session it keeps
+	// grants nothing: every request is authorized again.
 	e.idp.SetUser(oidctest.User{Subject: "u2", Claims: map[string]any{"preferred_username": "mallory", "email": "m@evil.com", "email_verified": true}})
-	c, resp, _ := e.login("/")
-	if resp.StatusCode != 403 {
-		t.Fatalf("forbidden login: %d", resp.StatusCode)
+	before := e.seenCount()
+	c, resp, body := e.login("/deep?x=1")
+	if resp.StatusCode != 403 || resp.Request.URL.RequestURI() != "/deep?x=1" {
+		t.Fatalf("forbidden login: %d at %s", resp.StatusCode, resp.Request.URL)
+	}
+	if !strings.Contains(body, "mallory") || !strings.Contains(body, `<form method="post" action="/oauth2/sign_out?rd=%2Fdeep%3Fx%3D1"`) {
+		t.Errorf("forbidden page: %s", body)
 	}
 	u, _ := url.Parse(e.proxyURL)
-	for _, ck := range c.Jar.Cookies(u) {
-		if ck.Name == "_podgate" || strings.HasPrefix(ck.Name, "_podgate_0") {
-			t.Error("forbidden user got a session")
-		}
+	if !slices.ContainsFunc(c.Jar.Cookies(u), func(ck *http.Cookie) bool { return strings.HasPrefix(ck.Name, "_podgate") }) {
+		t.Error("the forbidden user has no session: sign-out could not end the IdP session")
+	}
+	if resp, _ := do(t, c, "GET", e.proxyURL+"/again", map[string]string{"Accept": "application/json"}); resp.StatusCode != 403 {
+		t.Errorf("the forbidden user's session opened the app: %d", resp.StatusCode)
+	}
+	if e.seenCount() != before {
+		t.Error("a forbidden request reached the app")
+	}
+	resp, _ = do(t, noRedirectJar(c), "POST", e.proxyURL+"/oauth2/sign_out?rd=%2Fdeep%3Fx%3D1", nil)
+	if resp.StatusCode != 302 || !strings.Contains(resp.Header.Get("Location"), "id_token_hint=") {
+		t.Errorf("sign-out of the forbidden user: %d to %q, want the IdP's end-session with id_token_hint", resp.StatusCode, resp.Header.Get("Location"))
 	}
 }
 
