@@ -269,3 +269,62 @@ func TestCNIAgent(t *testing.T) {
 		t.Errorf("layered e2e overlay and agent: %v", get(ds, "spec", "template", "spec"))
 	}
 }
+
+// TestForwardAuthManifests: the standalone forward-auth service (and the e2e's overlay of it)
+// renders to two restricted replicas behind a PodDisruptionBudget, probed on the admin port, which
+// the Service does not expose, with both secrets from a Secret reference and never inline.
+func TestForwardAuthManifests(t *testing.T) {
+	for _, dir := range []string{"forward-auth", "../test/e2e/traefik/forward-auth"} {
+		t.Run(dir, func(t *testing.T) {
+			objs := objects(t, render(t, ".", dir))
+			for _, want := range []string{"Namespace/podgate", "ConfigMap/podgate-forward-auth", "Deployment/podgate-forward-auth",
+				"Service/podgate-forward-auth", "PodDisruptionBudget/podgate-forward-auth"} {
+				if objs[want] == nil {
+					t.Fatalf("%s missing", want)
+				}
+			}
+			if len(objs) != 5 || objs["Secret/podgate-forward-auth"] != nil {
+				t.Errorf("objects %v: the Secret is referenced, never rendered with the manifests", len(objs))
+			}
+			if get(objs["Namespace/podgate"], "metadata", "labels", "pod-security.kubernetes.io/enforce") != "restricted" {
+				t.Error("namespace does not enforce the restricted Pod Security level")
+			}
+			dep := objs["Deployment/podgate-forward-auth"]
+			pod := get(dep, "spec", "template", "spec")
+			c := get(pod, "containers", 0)
+			if get(dep, "spec", "replicas") != float64(2) || get(objs["PodDisruptionBudget/podgate-forward-auth"], "spec", "minAvailable") != float64(1) {
+				t.Error("want 2 replicas and a PDB keeping one")
+			}
+			if get(pod, "securityContext", "runAsNonRoot") != true || get(pod, "securityContext", "seccompProfile", "type") != "RuntimeDefault" ||
+				get(c, "securityContext", "readOnlyRootFilesystem") != true || get(c, "securityContext", "allowPrivilegeEscalation") != false ||
+				get(c, "securityContext", "capabilities", "drop", 0) != "ALL" || get(pod, "automountServiceAccountToken") != false {
+				t.Error("forward-auth pod is not restricted")
+			}
+			for _, probe := range []string{"startupProbe", "livenessProbe", "readinessProbe"} {
+				if get(c, probe, "httpGet", "port") != "admin" {
+					t.Errorf("%s is not on the admin port", probe)
+				}
+			}
+			if get(c, "readinessProbe", "httpGet", "path") != "/ready" {
+				t.Error("readiness must wait for the IdP's keys (/ready)")
+			}
+			env, _ := get(c, "env").([]any)
+			refs := map[string]any{}
+			for _, e := range env {
+				refs[get(e, "name").(string)] = get(e, "valueFrom", "secretKeyRef", "name")
+			}
+			if refs["PODGATE_CLIENT_SECRET"] != "podgate-forward-auth" || refs["PODGATE_COOKIE_SECRET"] != "podgate-forward-auth" {
+				t.Errorf("secrets not from the Secret reference: %v", refs)
+			}
+			svcPorts, _ := get(objs["Service/podgate-forward-auth"], "spec", "ports").([]any)
+			if len(svcPorts) != 1 || get(svcPorts[0], "targetPort") != "http" || get(svcPorts[0], "port") != float64(4180) {
+				t.Errorf("service ports %v: only forward-auth (4180), never the admin port", svcPorts)
+			}
+			for name, o := range objs {
+				if ns := get(o, "metadata", "namespace"); ns != nil && ns != "podgate" {
+					t.Errorf("%s lands in namespace %v", name, ns)
+				}
+			}
+		})
+	}
+}

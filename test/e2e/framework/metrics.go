@@ -137,3 +137,25 @@ func (h Histogram) Quantile(q float64) float64 {
 	}
 	return lower
 }
+
+// ParseCounter reads a Prometheus text exposition and sums the series of counter name whose
+// labels include every pair in match (0 when there is none: a counter not incremented yet).
+func ParseCounter(text, name string, match map[string]string) (float64, error) {
+	var total float64
+	for line := range strings.SplitSeq(text, "\n") {
+		series, value, ok := strings.Cut(line, " ")
+		if !ok || strings.HasPrefix(line, "#") {
+			continue
+		}
+		metric, labels, _ := strings.Cut(series, "{")
+		if metric != name || !matches(parseLabels(strings.TrimSuffix(labels, "}")), match) {
+			continue
+		}
+		v, err := strconv.ParseFloat(strings.Fields(value)[0], 64)
+		if err != nil {
+			return 0, fmt.Errorf("%s: value %q: %w", name, value, err)
+		}
+		total += v
+	}
+	return total, nil
+}

@@ -53,3 +53,20 @@ func TestParseHistogramMissing(t *testing.T) {
 		t.Errorf("quantile of an empty histogram = %v, want NaN", q)
 	}
 }
+
+func TestParseCounter(t *testing.T) {
+	const text = `# TYPE podgate_requests_total counter
+podgate_requests_total{outcome="refreshed"} 2
+podgate_requests_total{outcome="cookie"} 7
+podgate_requests_total_other{outcome="refreshed"} 5
+`
+	for outcome, want := range map[string]float64{"refreshed": 2, "cookie": 7, "bearer": 0} {
+		got, err := ParseCounter(text, "podgate_requests_total", map[string]string{"outcome": outcome})
+		if err != nil || got != want {
+			t.Errorf("%s: %v %v, want %v", outcome, got, err, want)
+		}
+	}
+	if _, err := ParseCounter("podgate_requests_total{outcome=\"x\"} nope\n", "podgate_requests_total", nil); err == nil {
+		t.Error("a malformed value parsed")
+	}
+}

@@ -12,17 +12,20 @@ OUT=$PODGATE_E2E_CACHE/images
 BIN=$PODGATE_E2E_CACHE/images/bin
 : "${IMAGE_TAG:=e2e}"
 
-# name|go package|Dockerfile (relative to the repository)
+# name|go package|Dockerfile (relative to the repository). A package of the form @NAME is a
+# binary built outside this repository into the cache (traefik: test/e2e/traefik/build.sh).
 IMAGES="pause|./test/e2e/apps/pause|test/e2e/apps/pause/Dockerfile
 echo|./test/e2e/apps/echo|test/e2e/apps/echo/Dockerfile
 injector|./cmd/injector|Dockerfile.injector
-sidecar|./cmd/sidecar|Dockerfile.sidecar"
+sidecar|./cmd/sidecar|Dockerfile.sidecar
+traefik|@traefik|test/e2e/traefik/Dockerfile"
+TRAEFIK_BIN=$PODGATE_E2E_CACHE/traefik-$TRAEFIK_VERSION/bin/traefik
 
 # each_image FUNC: calls FUNC NAME PKG DOCKERFILE for every image whose sources exist.
 each_image() {
 	local name pkg dockerfile
 	while IFS='|' read -r name pkg dockerfile; do
-		if [[ ! -f $REPO/$dockerfile || ! -d $REPO/${pkg#./} ]]; then
+		if [[ ! -f $REPO/$dockerfile || ($pkg != @* && ! -d $REPO/${pkg#./}) ]]; then
 			log "image $name: skipped, $dockerfile or $pkg is missing"
 			continue
 		fi
@@ -66,9 +69,13 @@ build() {
 	for d in "${cache_dirs[@]}"; do [[ -e $d ]] || created=("$d" "${created[@]}"); done
 	[[ -e $cache_file ]] && had_file=1
 	local pkgs=() name pkg dockerfile
-	while IFS='|' read -r name pkg dockerfile; do [[ -d $REPO/${pkg#./} ]] && pkgs+=("$pkg"); done <<<"$IMAGES"
+	while IFS='|' read -r name pkg dockerfile; do [[ $pkg != @* && -d $REPO/${pkg#./} ]] && pkgs+=("$pkg"); done <<<"$IMAGES"
 	(cd "$REPO" && CGO_ENABLED=0 go build -trimpath -o "$BIN/" \
 		-ldflags "-s -w -X github.com/podgate/podgate/internal/version.Version=$IMAGE_TAG" "${pkgs[@]}")
+	# Traefik: built once per version into the cache (a no-op when it is there; the local provider's
+	# prepare phase already built it).
+	bash "$(dirname "$0")/../traefik/build.sh"
+	cp "$TRAEFIK_BIN" "$BIN/traefik"
 	each_image build_one
 	((had_file)) || rm -f "$cache_file"
 	for d in "${created[@]}"; do rmdir "$d" 2>/dev/null || true; done

@@ -3,9 +3,11 @@
 # keyed by version, and skips whatever is already there:
 #   kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl (k8s.io/kubernetes $K8S_VERSION)
 #   etcd (go.etcd.io/etcd/server/v3 $ETCD_VERSION)
+#   traefik ($TRAEFIK_VERSION, from its source tarball: test/e2e/traefik/build.sh)
 # k8s.io/kubernetes cannot be required as a plain module: its go.mod replaces every k8s.io/X staging module
 # with ./staging/src/k8s.io/X, so a wrapper module replaces each with the published v0.Y.Z instead.
 source "$(dirname "$0")/lib.sh"
+HERE=$(cd "$(dirname "$0")" && pwd)
 
 K8S_CMDS="kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl"
 export CGO_ENABLED=0 GOFLAGS="-buildvcs=false -modcacherw"
@@ -70,3 +72,4 @@ build_etcd() {
 
 build_kubernetes
 build_etcd
+bash "$HERE/../../traefik/build.sh"
