@@ -8,6 +8,11 @@
 source "$(dirname "$0")/../cluster/local/lib.sh"
 
 TRAEFIK_DIR=$PODGATE_E2E_CACHE/traefik-$TRAEFIK_VERSION
+mkdir -p "$TRAEFIK_DIR"
+# One build at a time (the local provider's prepare phase and images.sh both call this): a second
+# caller waits for the first and then finds the binary cached.
+exec 9>"$TRAEFIK_DIR/.build.lock"
+flock 9
 [[ -x $TRAEFIK_DIR/bin/traefik && -d $TRAEFIK_DIR/crd ]] && { log "traefik $TRAEFIK_VERSION cached in $TRAEFIK_DIR"; exit 0; }
 [[ -f $TRAEFIK_SRC ]] || die "traefik source $TRAEFIK_SRC is missing (set TRAEFIK_SRC)"
 echo "$TRAEFIK_SHA256  $TRAEFIK_SRC" | sha256sum --check --quiet - || die "$TRAEFIK_SRC: sha256 is not $TRAEFIK_SHA256"
