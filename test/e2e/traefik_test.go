@@ -47,7 +47,9 @@ func TestTraefikForwardAuth(t *testing.T) {
 	// podgate itself.
 	t.Run("users config unchanged", func(t *testing.T) {
 		tr.t = t
-		tr.apply("before", func(m map[string]any) bool { return m["forwardAuth"] != nil && !strings.Contains(fmt.Sprint(m), "addAuthCookiesToResponse") })
+		tr.apply("before", func(m map[string]any) bool {
+			return m["forwardAuth"] != nil && !strings.Contains(fmt.Sprint(m), "addAuthCookiesToResponse")
+		})
 		tr.aliceDeepLink()
 		tr.bobForbiddenOnce()
 	})
