@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/podgate/podgate/internal/oidctest"
 	"github.com/podgate/podgate/internal/options"
 )
 
@@ -177,5 +178,19 @@ func TestSignInNeverReturnsToEndpoints(t *testing.T) {
 		if got := resp.Header.Get("Location"); got != "/oauth2/start?rd="+url.QueryEscape(want) {
 			t.Errorf("sign_in?rd=%s → %q, want rd %q", rd, got, want)
 		}
+	}
+}
+
+// TestForbiddenPageEscapes: the forbidden page shows the user name from the token; a name built to
+// be markup is shown as text, and an rd built to break out of the form's action stays inside it.
+func TestForbiddenPageEscapes(t *testing.T) {
+	e := newEnv(t, envOpt{opts: func(o *options.Options) { o.AllowedRoles = []string{"admin"} }})
+	e.idp.SetUser(oidctest.User{Subject: "x", Claims: map[string]any{"preferred_username": `<img src=x onerror=alert(1)>"`}})
+	_, resp, body := e.login(`/p?q="><script>alert(1)</script>`)
+	if resp.StatusCode != 403 {
+		t.Fatalf("forbidden login: %d", resp.StatusCode)
+	}
+	if strings.Contains(body, "<img") || strings.Contains(body, "<script") || !strings.Contains(body, "&lt;img") {
+		t.Errorf("the forbidden page did not escape: %s", body)
 	}
 }
