@@ -442,7 +442,6 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	case outcome == OutcomeUnauth && redirectsFromAuth(r):
 		// The login starts for the host the browser is on (the sub-request's own Host names the
 		// auth service): callback and deep link are validated against X-Forwarded-Host.
-		h.count(OutcomeLoginRedirect)
 		fr := *r
 		fr.Host = r.Header.Get("X-Forwarded-Host")
 		h.startLogin(w, &fr, forwardedURL(r))
