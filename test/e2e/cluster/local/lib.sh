@@ -17,7 +17,7 @@ set -o errexit -o nounset -o pipefail
 : "${TRAEFIK_VERSION:=v3.7.9}"
 # The tarball sits in shared/third_party beside the main checkout (for a worktree, beside the checkout
 # that owns its .git).
-: "${TRAEFIK_SRC:=$(dirname "$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --path-format=absolute --git-common-dir)")/../shared/third_party/traefik/traefik-$TRAEFIK_VERSION-src.tar.gz}"
+: "${TRAEFIK_SRC:=$(dirname "$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --path-format=absolute --git-common-dir 2>/dev/null)")/../shared/third_party/traefik/traefik-$TRAEFIK_VERSION-src.tar.gz}"
 TRAEFIK_SHA256=eaebc112f91a13953d5f239a8bf37af32bf0b14172bec3ca4ed59e6eb019720e
 
 # Addresses: only the benchmarking range 198.18.0.0/15, which nothing outside this machine routes to us.
