@@ -143,6 +143,9 @@ type Sidecar struct {
 	Registry *Registry
 	// Requests counts requests by outcome (see the Outcome* constants in package proxy).
 	Requests *CounterVec
+	// GRPCRequests counts the gRPC calls among Requests by the same outcomes, so a dashboard can
+	// tell refused gRPC clients from refused browsers.
+	GRPCRequests *CounterVec
 	// AuthLatency is the time spent deciding whether a request is authenticated and allowed.
 	AuthLatency *Histogram
 	// JWKSRefreshes counts key set fetches by result (ok, error, ratelimited).
@@ -163,6 +166,7 @@ func NewSidecar() *Sidecar {
 	return &Sidecar{
 		Registry:      r,
 		Requests:      r.NewCounterVec("podgate_requests_total", "Requests by authentication outcome.", "outcome"),
+		GRPCRequests:  r.NewCounterVec("podgate_grpc_requests_total", "gRPC calls (also in podgate_requests_total) by authentication outcome.", "outcome"),
 		AuthLatency:   r.NewHistogram("podgate_auth_duration_seconds", "Time to authenticate and authorize one request.", []float64{0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1}),
 		JWKSRefreshes: r.NewCounterVec("podgate_jwks_refreshes_total", "Key set fetches by result.", "result"),
 		TokenCache:    r.NewCounterVec("podgate_token_cache_total", "Bearer token verifications by cache result.", "result"),

@@ -16,7 +16,7 @@ import (
 // AddFlags binds every option to a flag on fs. Defaults are whatever o holds when it is called,
 // so bind a value obtained from Defaults.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
-	fs.Var(newList(&o.Proxies, ParseProxy), FlagProxy, "protected listener `LISTEN=UPSTREAM`, e.g. :4180=http://127.0.0.1:8080 (repeatable); none means forward-auth only")
+	fs.Var(newList(&o.Proxies, ParseProxy), FlagProxy, "protected listener `LISTEN=UPSTREAM`, e.g. :4180=http://127.0.0.1:8080, or h2c://127.0.0.1:9090 for an app that speaks only HTTP/2 cleartext (repeatable); none means forward-auth only")
 	fs.Var(newList(&o.Routes, route.Parse), FlagRoute, "route by identity: `'MATCH => UPSTREAM'`, MATCH * or user=,group=,role=,email= conditions joined by ',' (all must hold), UPSTREAM an http(s) URL whose host labels may hold {user}, {preferred_username} or {sub} (repeatable, ordered; first match wins)")
 	fs.StringVar(&o.AdminAddr, FlagAdminAddr, o.AdminAddr, "address for /ping, /ready, /metrics and probe pass-through (never expose it)")
 	fs.StringVar(&o.ForwardAuthAddr, FlagForwardAuthAddr, o.ForwardAuthAddr, "address for forward-auth (/oauth2/auth and login endpoints); default :4180 when there is no --proxy")

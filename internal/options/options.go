@@ -210,18 +210,34 @@ func Defaults() Options {
 // Proxy is one protected listener: --proxy LISTEN=UPSTREAM. Upstream is nil for "LISTEN=", a
 // listener that serves the --route rules only.
 type Proxy struct {
-	Listen   string
+	Listen string
+	// Upstream is the app: an http or https URL.
 	Upstream *url.URL
+	// H2C says the app speaks only HTTP/2 cleartext (its port's appProtocol is h2c, grpc or
+	// kubernetes.io/h2c), so every request goes to it over HTTP/2. Without it the proxy uses
+	// HTTP/1.1 and switches to HTTP/2 for gRPC requests only. It is spelt as the upstream scheme
+	// h2c://, the way the flag reads.
+	H2C bool
 }
+
+// SchemeH2C is the upstream scheme of --proxy for an app that speaks HTTP/2 cleartext only.
+const SchemeH2C = "h2c"
 
 func (p Proxy) String() string {
 	if p.Upstream == nil {
 		return p.Listen + "="
 	}
+	if p.H2C {
+		u := *p.Upstream
+		u.Scheme = SchemeH2C
+		return p.Listen + "=" + u.String()
+	}
 	return p.Listen + "=" + p.Upstream.String()
 }
 
-// ParseProxy parses "LISTEN=UPSTREAM", e.g. ":4180=http://127.0.0.1:8080", or "LISTEN=" (routes only).
+// ParseProxy parses "LISTEN=UPSTREAM", e.g. ":4180=http://127.0.0.1:8080",
+// ":4181=h2c://127.0.0.1:9090" (HTTP/2 cleartext to the app for every request), or "LISTEN="
+// (routes only).
 func ParseProxy(s string) (Proxy, error) {
 	listen, upstream, ok := strings.Cut(s, "=")
 	if !ok {
@@ -234,10 +250,14 @@ func ParseProxy(s string) (Proxy, error) {
 		return Proxy{Listen: listen}, nil
 	}
 	u, err := url.Parse(upstream)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return Proxy{}, fmt.Errorf("%q: upstream %q is not an http(s) URL with a host", s, upstream)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != SchemeH2C) || u.Host == "" {
+		return Proxy{}, fmt.Errorf("%q: upstream %q is not an http(s) or h2c URL with a host", s, upstream)
 	}
-	return Proxy{Listen: listen, Upstream: u}, nil
+	p := Proxy{Listen: listen, Upstream: u}
+	if u.Scheme == SchemeH2C {
+		u.Scheme, p.H2C = "http", true
+	}
+	return p, nil
 }
 
 // Probe is one of the app's kubelet probes, re-served by the sidecar: --probe NAME=URL, where URL

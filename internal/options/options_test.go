@@ -31,6 +31,7 @@ func TestArgsRoundTrip(t *testing.T) {
 	args := append(validArgs(),
 		"--proxy=:4180=http://127.0.0.1:8080",
 		"--proxy=:4181=http://127.0.0.1:9090",
+		"--proxy=:4182=h2c://127.0.0.1:9091",
 		"--probe=app-live=http://127.0.0.1:8080/healthz",
 		"--probe=app-ready=tcp://127.0.0.1:8080",
 		"--probe=app-start=grpc://127.0.0.1:9090?service=x",
@@ -60,7 +61,8 @@ func TestArgsRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(o, back) {
 		t.Fatalf("round trip changed options:\n got %+v\nwant %+v\nargs %q", back, o, rendered)
 	}
-	if len(o.Proxies) != 2 || o.Proxies[1].Upstream.Port() != "9090" || !o.SkipAuth[1].Exact || o.SkipAuth[0].Method != "GET" {
+	if len(o.Proxies) != 3 || o.Proxies[1].Upstream.Port() != "9090" || o.Proxies[1].H2C || !o.Proxies[2].H2C ||
+		o.Proxies[2].Upstream.Scheme != "http" || !o.SkipAuth[1].Exact || o.SkipAuth[0].Method != "GET" {
 		t.Fatalf("parsed wrongly: %+v", o)
 	}
 }

@@ -112,6 +112,15 @@ func New(cfg Config) *Handler {
 
 func (h *Handler) count(outcome string) { h.m.Requests.With(outcome).Inc() }
 
+// countRequest counts the outcome of a request on a protected listener, gRPC calls in their own
+// series too.
+func (h *Handler) countRequest(r *http.Request, outcome string) {
+	h.count(outcome)
+	if isGRPC(r) {
+		h.m.GRPCRequests.With(outcome).Inc()
+	}
+}
+
 // principal is an authenticated caller.
 type principal struct {
 	id          *auth.Identity
@@ -351,7 +360,7 @@ func (h *Handler) Protect(next http.Handler) http.Handler {
 		}
 		stripRerouting(r.Header)
 		if h.skip.match(r.Method, r.URL) {
-			h.count(OutcomeSkipped)
+			h.countRequest(r, OutcomeSkipped)
 			h.cfg.Store.StripCookies(r.Header)
 			next.ServeHTTP(w, r)
 			return
@@ -372,7 +381,7 @@ func (h *Handler) Protect(next http.Handler) http.Handler {
 			h.deny(w, r, outcome, user, err)
 			return
 		}
-		h.count(outcome)
+		h.countRequest(r, outcome)
 		h.cfg.Store.StripCookies(r.Header)
 		setIdentity(r.Header, p.id)
 		if h.cfg.PassIDToken && p.idToken != "" {
@@ -396,8 +405,13 @@ type errForbidden struct{ kind string }
 func (e errForbidden) Error() string { return "not allowed by " + e.kind + " policy" }
 
 // deny answers a request that may not pass: 503 before the IdP is ready, 403 when authenticated
-// but not allowed, a redirect to login for a browser page load, 401 otherwise.
+// but not allowed, a redirect to login for a browser page load, 401 otherwise. A gRPC call gets
+// the same answers as gRPC statuses, and never a redirect.
 func (h *Handler) deny(w http.ResponseWriter, r *http.Request, outcome, user string, err error) {
+	if isGRPC(r) {
+		h.denyGRPC(w, r, outcome, err)
+		return
+	}
 	switch {
 	case outcome == OutcomeUnavailable:
 		h.count(outcome)
@@ -418,6 +432,25 @@ func (h *Handler) deny(w http.ResponseWriter, r *http.Request, outcome, user str
 			w.Header().Set("WWW-Authenticate", `Bearer realm="podgate"`)
 		}
 		httpError(w, http.StatusUnauthorized, "authentication required")
+	}
+}
+
+// denyGRPC is deny for a gRPC call: Unavailable before the IdP is ready, PermissionDenied when
+// authenticated but not allowed, Unauthenticated otherwise. The message says what to send, never
+// why a token failed in detail (that goes to the log).
+func (h *Handler) denyGRPC(w http.ResponseWriter, r *http.Request, outcome string, err error) {
+	h.countRequest(r, outcome)
+	switch outcome {
+	case OutcomeUnavailable:
+		grpcError(w, grpcUnavailable, "the identity provider is not reachable yet; try again shortly")
+	case OutcomeForbidden:
+		h.log.Info("request forbidden", zap.String("reason", err.Error()), zap.String("path", r.URL.Path))
+		grpcError(w, grpcPermissionDenied, "signed in but not allowed to call this")
+	case OutcomeInvalidToken:
+		h.log.Info("bearer token rejected", zap.Error(err))
+		grpcError(w, grpcUnauthenticated, "invalid bearer token")
+	default:
+		grpcError(w, grpcUnauthenticated, "authentication required: send the metadata authorization: Bearer <access token>")
 	}
 }
 

@@ -58,11 +58,7 @@ func NewUpstreams(timeout time.Duration, log *zap.Logger) *Upstreams {
 
 // routedTransport is NewTransport with the per-upstream limits of a pool of many upstreams.
 func (p *Upstreams) routedTransport(u *url.URL) http.RoundTripper {
-	t := NewTransport(u, p.timeout)
-	t.MaxIdleConns = UpstreamIdlePerHost
-	t.MaxIdleConnsPerHost = UpstreamIdlePerHost
-	t.IdleConnTimeout = UpstreamIdleTimeout
-	return t
+	return newTransport(u, false, p.timeout, poolLimits{idle: UpstreamIdlePerHost, idleTimeout: UpstreamIdleTimeout})
 }
 
 // Get returns the reverse proxy to u, creating it (and dropping the least recently used one beyond

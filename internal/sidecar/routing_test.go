@@ -48,7 +48,7 @@ func namedApp(t *testing.T, name string, users *sync.Map) *httptest.Server {
 // for the sidecar in a cluster. An unknown name fails like an NXDOMAIN; IP addresses are dialled as they are.
 func hostDialer(hosts map[string]*httptest.Server) func(*url.URL) http.RoundTripper {
 	return func(u *url.URL) http.RoundTripper {
-		t := proxy.NewTransport(u, 5*time.Second)
+		t := &http.Transport{ResponseHeaderTimeout: 5 * time.Second}
 		t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
 			host, _, _ := net.SplitHostPort(addr)
 			var d net.Dialer
@@ -313,7 +313,7 @@ func TestUpstreamPoolBounded(t *testing.T) {
 	pool := proxy.NewUpstreams(5*time.Second, nil)
 	pool.Max = 8
 	pool.Transport = func(u *url.URL) http.RoundTripper {
-		tr := proxy.NewTransport(u, 5*time.Second)
+		tr := &http.Transport{ResponseHeaderTimeout: 5 * time.Second}
 		tr.DialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, network, s.Listener.Addr().String())

@@ -102,7 +102,7 @@ func New(o *options.Options, log *zap.Logger) (*App, error) {
 	for _, p := range o.Proxies {
 		var next http.Handler
 		if p.Upstream != nil {
-			next = proxy.NewReverseProxy(p.Upstream, o.UpstreamTimeout, log)
+			next = proxy.NewReverseProxy(p.Upstream, p.H2C, o.UpstreamTimeout, log)
 		}
 		if len(o.Routes) > 0 {
 			next = h.Routes(next)
@@ -125,17 +125,23 @@ func New(o *options.Options, log *zap.Logger) (*App, error) {
 	return a, nil
 }
 
-// newServer builds one listener's server. Header memory is what an unauthenticated client controls
-// most cheaply (many slow connections each sending a large header block), so every listener bounds
-// the header block (431 past it) and the protected and forward-auth ones the number of connections
-// (maxConns, 503 past it; 0: none).
+// newServer builds one listener's server. It serves HTTP/1.1 and HTTP/2 cleartext with prior
+// knowledge (as gRPC clients speak it inside a cluster) on every listener, so no port needs to declare
+// its protocol to the sidecar. Header memory is what an unauthenticated client controls most cheaply
+// (many slow connections each sending a large header block), so every listener bounds the header
+// block (431 past it) and the protected and forward-auth ones the number of connections (maxConns,
+// 503 past it; 0: none).
 func (a *App) newServer(role, addr string, h http.Handler, maxConns int) *namedServer {
+	protocols := new(http.Protocols)
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
 	return &namedServer{role: role, addr: addr, maxConns: maxConns, srv: &http.Server{
 		Handler:           h,
+		Protocols:         protocols,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    a.opts.MaxHeaderBytes,
-		// No WriteTimeout: it would cut streaming responses and WebSockets.
+		// No WriteTimeout: it would cut streaming responses, WebSockets and gRPC streams.
 	}}
 }
 
