@@ -469,3 +469,18 @@ func metricValue(t *testing.T, e *env, series string) string {
 	}
 	return ""
 }
+
+// TestGRPCWebIsHTTP: gRPC-Web is not translated; it takes the HTTP path, where a refusal is the
+// plain 401 that gRPC-Web clients map to Unauthenticated, and an allowed call reaches the app over
+// HTTP/1.1 (an app serving gRPC-Web speaks that).
+func TestGRPCWebIsHTTP(t *testing.T) {
+	e := newEnv(t, envOpt{})
+	hdr := map[string]string{"Content-Type": "application/grpc-web+proto", "Accept": "text/html"}
+	if resp, _ := do(t, nil, "POST", e.proxyURL+"/grpc.testing.TestService/EmptyCall", hdr); resp.StatusCode != 401 || resp.Header.Get("Grpc-Status") != "" {
+		t.Fatalf("gRPC-Web without a token: %d %v", resp.StatusCode, resp.Header)
+	}
+	hdr["Authorization"] = "Bearer " + e.idp.Mint(e.idp.Claims())
+	if resp, _ := do(t, nil, "POST", e.proxyURL+"/grpc.testing.TestService/EmptyCall", hdr); resp.StatusCode != 200 || e.last().ProtoMajor != 1 {
+		t.Fatalf("gRPC-Web with a token: %d, app saw %s", resp.StatusCode, e.last().Proto)
+	}
+}
