@@ -125,12 +125,18 @@ func New(o *options.Options, log *zap.Logger) (*App, error) {
 	return a, nil
 }
 
+// maxConcurrentStreams caps the HTTP/2 streams of one client connection. A connection's header
+// memory is this many header blocks at once (HPACK lets a client send them for a few bytes each),
+// so it multiplies whatever bounds one request's headers; 100 is what nginx and most gRPC
+// servers allow.
+const maxConcurrentStreams = 100
+
 // newServer builds one listener's server. It serves HTTP/1.1 and HTTP/2 cleartext with prior
 // knowledge (as gRPC clients speak it inside a cluster) on every listener, so no port needs to declare
 // its protocol to the sidecar. Header memory is what an unauthenticated client controls most cheaply
 // (many slow connections each sending a large header block), so every listener bounds the header
-// block (431 past it) and the protected and forward-auth ones the number of connections (maxConns,
-// 503 past it; 0: none).
+// block (431 past it), the HTTP/2 streams per connection (maxConcurrentStreams), and the protected
+// and forward-auth ones the number of connections (maxConns, 503 past it; 0: none).
 func (a *App) newServer(role, addr string, h http.Handler, maxConns int) *namedServer {
 	protocols := new(http.Protocols)
 	protocols.SetHTTP1(true)
@@ -138,6 +144,7 @@ func (a *App) newServer(role, addr string, h http.Handler, maxConns int) *namedS
 	return &namedServer{role: role, addr: addr, maxConns: maxConns, srv: &http.Server{
 		Handler:           h,
 		Protocols:         protocols,
+		HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: maxConcurrentStreams},
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    a.opts.MaxHeaderBytes,
