@@ -26,6 +26,7 @@ const (
 const (
 	AnnotationInject              = Prefix + "inject"
 	AnnotationPorts               = Prefix + "ports"
+	AnnotationAppProtocols        = Prefix + "app-protocols"
 	AnnotationIssuerURL           = Prefix + "issuer-url"
 	AnnotationDiscoveryURL        = Prefix + "discovery-url"
 	AnnotationClientID            = Prefix + "client-id"
@@ -71,7 +72,8 @@ type Annotation struct {
 var Annotations = []Annotation{
 	{LabelInjection, onNamespace, "—", "`enabled`", "Label on a Namespace: send its pods to the injector. kube-system, kube-public, kube-node-lease and the injector's namespace are never selected."},
 	{AnnotationInject, onPod, "—", "`true`, `false`", "Opt the pod in or out. The label `podgate.io/inject=true` opts in too. Pods without either pass untouched."},
-	{AnnotationPorts, onPodAndNS, "every TCP containerPort of the app containers", "comma-separated port names or numbers", "Ports the sidecar takes over (at most 64, each number declared once). The sidecar gets each port's name on a new number; the app's port is renamed."},
+	{AnnotationPorts, onPodAndNS, "every TCP containerPort of the app containers that is not declared or named as something other than HTTP", "comma-separated port names or numbers", "Ports the sidecar takes over (at most 64, each number declared once). The sidecar gets each port's name on a new number; the app's port is renamed. Without it, ports named `tcp`, `tcp-*` or a well-known non-HTTP service (see Protocols) and ports whose app protocol is not HTTP are left alone, with a warning."},
+	{AnnotationAppProtocols, onPod, "none", "comma-separated `PORT=PROTOCOL` (port name or number, protocol as a Service's `appProtocol`)", "The protocol each port speaks (a container port has no `appProtocol` field). `h2c`, `grpc`, `kubernetes.io/h2c`, `http2`: taken over, HTTP/2 to the app; `http`, `kubernetes.io/ws`: taken over, HTTP/1.1 (HTTP/2 for gRPC calls); anything else (`postgresql`, `tcp`, `https`, …): left alone, and denied in `podgate.io/ports`."},
 	{AnnotationIssuerURL, onPodAndNS, "config `issuerURL`", "absolute http(s) URL", "OIDC issuer that tokens must carry (required somewhere)."},
 	{AnnotationDiscoveryURL, onPodAndNS, "config `discoveryURL`", "absolute http(s) URL", "Where the sidecar fetches discovery and keys when it differs from the issuer (in-cluster Keycloak address)."},
 	{AnnotationClientID, onPodAndNS, "config `clientID`", "non-empty", "OAuth client id; also the default accepted audience."},
@@ -90,7 +92,7 @@ var Annotations = []Annotation{
 	{AnnotationMemoryLimit, onPodAndNS, "config `resources`", "quantity, e.g. `128Mi`", "Sidecar memory limit."},
 	{AnnotationNativeSidecar, onPodAndNS, "config `nativeSidecar` (`true`)", "`true`, `false`", "Run the sidecar as a native sidecar (first initContainer, `restartPolicy: Always`, the app starts once it answers) or as a regular container."},
 	{AnnotationAdminPort, onPodAndNS, "config `adminPort` (`4190`)", "1-65535, unused in the pod", "Sidecar admin port (`/ping`, `/ready`, `/metrics`, `/probe/<name>`), named `podgate-admin`."},
-	{AnnotationStatus, written, "—", "JSON", "What was injected: sidecar, ports taken over, original probes. Its presence makes injection a no-op."},
+	{AnnotationStatus, written, "—", "JSON", "What was injected: sidecar, ports taken over (with the protocol spoken to the app), ports left alone (with the reason), original probes. Its presence makes injection a no-op."},
 }
 
 // nsKeys are the annotations a Namespace may set as defaults for its pods.

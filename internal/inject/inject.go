@@ -77,13 +77,16 @@ func (r SkipReason) Explain() string {
 // Status is recorded as JSON in the podgate.io/status annotation: what was injected, and the
 // original probes, so the rewrite can be checked and reverted by hand.
 type Status struct {
-	Version   int           `json:"version"`
-	Sidecar   string        `json:"sidecar"`
-	Image     string        `json:"image"`
-	Native    bool          `json:"native"`
-	AdminPort int32         `json:"adminPort"`
-	Ports     []PortStatus  `json:"ports"`
-	Probes    []ProbeStatus `json:"probes,omitempty"`
+	Version   int          `json:"version"`
+	Sidecar   string       `json:"sidecar"`
+	Image     string       `json:"image"`
+	Native    bool         `json:"native"`
+	AdminPort int32        `json:"adminPort"`
+	Ports     []PortStatus `json:"ports"`
+	// Unprotected lists the app's ports left alone because they are not HTTP. They are recorded
+	// apart from Ports so that nothing (the sidecar, traffic capture) ever treats them as protected.
+	Unprotected []UnprotectedPort `json:"unprotected,omitempty"`
+	Probes      []ProbeStatus     `json:"probes,omitempty"`
 }
 
 // PortStatus is one protected port.
@@ -95,6 +98,18 @@ type PortStatus struct {
 	AppName   string `json:"appName,omitempty"`
 	AppPort   int32  `json:"appPort"`
 	ProxyPort int32  `json:"proxyPort"`
+	// Protocol is what the sidecar speaks to the app on this port.
+	Protocol PortProtocol `json:"protocol"`
+}
+
+// UnprotectedPort is an app port the sidecar did not take over: clients reach the app on it
+// directly, unauthenticated.
+type UnprotectedPort struct {
+	Container string `json:"container"`
+	Name      string `json:"name,omitempty"`
+	Port      int32  `json:"port"`
+	// Reason says why the port was left alone.
+	Reason string `json:"reason"`
 }
 
 // ProbeStatus is one rewritten probe.
@@ -186,7 +201,8 @@ func Inject(pod *corev1.Pod, ns *corev1.Namespace, cfg *Config) (*corev1.Pod, *R
 	} else {
 		out.Spec.Containers = append(out.Spec.Containers, sidecar)
 	}
-	st := &Status{Version: 1, Sidecar: SidecarName, Image: s.image, Native: s.native, AdminPort: s.adminPort, Ports: in.ports, Probes: in.probeStatus}
+	st := &Status{Version: 1, Sidecar: SidecarName, Image: s.image, Native: s.native, AdminPort: s.adminPort, Ports: in.ports,
+		Unprotected: in.unprotected, Probes: in.probeStatus}
 	b, err := json.Marshal(st)
 	if err != nil {
 		return nil, nil, fmt.Errorf("encoding %s: %w", AnnotationStatus, err)
@@ -216,6 +232,7 @@ type injection struct {
 	probes       []options.Probe
 	probeHeaders []options.ProbeHeader
 	ports        []PortStatus
+	unprotected  []UnprotectedPort
 	probeStatus  []ProbeStatus
 	sidecarPort  []corev1.ContainerPort
 	warnings     []string
@@ -278,7 +295,9 @@ func probeNumber(p *corev1.Probe) int32 {
 func (in *injection) takeOverPorts() {
 	type ref struct{ c, p int }
 	var chosen []ref
+	protocolOf := map[ref]PortProtocol{}
 	cs := in.pod.Spec.Containers
+	in.checkAppProtocols()
 	// Every step is linear in the pod's ports: a pod declaring thousands of duplicate ports, with a
 	// podgate.io/ports list repeating them, once took seconds per admission (a token × port × chosen
 	// scan), stalling pod creation in every injected namespace. Ports are indexed once, tokens and
@@ -292,22 +311,34 @@ func (in *injection) takeOverPorts() {
 			}
 		}
 	}
-	isChosen := map[ref]bool{}
-	choose := func(r ref) {
-		if !isChosen[r] {
-			isChosen[r] = true
+	choose := func(r ref, protocol PortProtocol) {
+		if _, done := protocolOf[r]; !done {
+			protocolOf[r] = protocol
 			chosen = append(chosen, r)
 		}
 	}
 	if in.s.ports == nil {
 		for ci := range cs {
 			for pi, p := range cs[ci].Ports {
-				if p.Protocol == "" || p.Protocol == corev1.ProtocolTCP {
-					choose(ref{ci, pi})
+				if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+					continue
 				}
+				choice := choosePortProtocol(p, in.appProtocol(p))
+				if !choice.protect {
+					in.leaveAlone(cs[ci].Name, p, choice.reason)
+					continue
+				}
+				choose(ref{ci, pi}, choice.protocol)
 			}
 		}
-		if len(chosen) == 0 {
+		if len(chosen) == 0 && len(in.unprotected) > 0 {
+			var left []string
+			for _, u := range in.unprotected {
+				left = append(left, u.describe()+": "+u.Reason)
+			}
+			in.ps.add(AnnotationPorts, "", "", "has nothing to protect: every TCP port is left alone as not HTTP (%s); list the HTTP port in %s or correct %s",
+				strings.Join(left, "; "), AnnotationPorts, AnnotationAppProtocols)
+		} else if len(chosen) == 0 {
 			in.ps.add(AnnotationPorts, "", "", "has nothing to protect: the app containers declare no TCP containerPort; declare the port the app listens on")
 		}
 	} else {
@@ -328,11 +359,24 @@ func (in *injection) takeOverPorts() {
 				in.ps.add(AnnotationPorts, in.s.source[AnnotationPorts], tok, "matches no containerPort name or number of the app containers")
 			}
 			for _, r := range refs {
-				if p := cs[r.c].Ports[r.p]; p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+				p := cs[r.c].Ports[r.p]
+				if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
 					in.ps.add(AnnotationPorts, in.s.source[AnnotationPorts], tok, "names a %s port; only TCP ports can be protected", p.Protocol)
 					continue
 				}
-				choose(r)
+				// Named explicitly, a port is protected whatever its name says; only a declared
+				// protocol the sidecar cannot speak stops it.
+				protocol := ProtocolHTTP
+				if ap := in.appProtocol(p); ap != "" {
+					choice := choosePortProtocol(p, ap)
+					if !choice.protect {
+						in.ps.add(AnnotationPorts, in.s.source[AnnotationPorts], tok, "names port %s, whose %s (%s): the sidecar can only protect HTTP; remove it from %s or correct its protocol",
+							describePort(p), choice.reason, AnnotationAppProtocols, AnnotationPorts)
+						continue
+					}
+					protocol = choice.protocol
+				}
+				choose(r, protocol)
 			}
 		}
 	}
@@ -392,14 +436,18 @@ func (in *injection) takeOverPorts() {
 		}
 		in.byNumber[p.ContainerPort] = p.ContainerPort
 		in.sidecarPort = append(in.sidecarPort, corev1.ContainerPort{Name: name, ContainerPort: proxyPort, Protocol: corev1.ProtocolTCP})
-		upstream := fmt.Sprintf(":%d=http://127.0.0.1:%d", proxyPort, p.ContainerPort)
+		scheme := "http"
+		if protocolOf[r] == ProtocolH2C {
+			scheme = options.SchemeH2C
+		}
+		upstream := fmt.Sprintf(":%d=%s://127.0.0.1:%d", proxyPort, scheme, p.ContainerPort)
 		px, err := options.ParseProxy(upstream)
 		if err != nil {
 			in.ps.add(AnnotationPorts, "", strconv.Itoa(int(p.ContainerPort)), "cannot be proxied: %v", err)
 			continue
 		}
 		in.proxies = append(in.proxies, px)
-		in.ports = append(in.ports, PortStatus{Container: c.Name, Name: name, AppName: appName, AppPort: p.ContainerPort, ProxyPort: proxyPort})
+		in.ports = append(in.ports, PortStatus{Container: c.Name, Name: name, AppName: appName, AppPort: p.ContainerPort, ProxyPort: proxyPort, Protocol: protocolOf[r]})
 	}
 }
 

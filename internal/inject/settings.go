@@ -22,13 +22,15 @@ const (
 type settings struct {
 	// opts holds the OIDC and policy options; proxies, probes and the admin address are added
 	// once the ports are known.
-	opts      options.Options
-	ports     []string // podgate.io/ports tokens; nil means every TCP port
-	secret    string
-	image     string
-	native    bool
-	adminPort int32
-	resources corev1.ResourceRequirements
+	opts  options.Options
+	ports []string // podgate.io/ports tokens; nil means every TCP port
+	// appProtocols maps a port name or number (podgate.io/app-protocols) to its app protocol.
+	appProtocols map[string]string
+	secret       string
+	image        string
+	native       bool
+	adminPort    int32
+	resources    corev1.ResourceRequirements
 	// source records where each key's value came from, for error messages.
 	source map[string]string
 }
@@ -143,6 +145,27 @@ func resolve(pod *corev1.Pod, ns *corev1.Namespace, cfg *Config, ps *problems) *
 		s.ports = l.list(AnnotationPorts)
 		if len(s.ports) == 0 {
 			ps.add(AnnotationPorts, l.source[AnnotationPorts], "", "is empty; list port names or numbers, or remove it to protect every TCP port")
+		}
+	}
+
+	if v, ok := pod.Annotations[AnnotationAppProtocols]; ok {
+		l.source[AnnotationAppProtocols] = fromPod
+		s.appProtocols = map[string]string{}
+		for _, tok := range l.list(AnnotationAppProtocols) {
+			port, proto, ok := strings.Cut(tok, "=")
+			port, proto = strings.TrimSpace(port), strings.TrimSpace(proto)
+			if !ok || port == "" || proto == "" || strings.ContainsAny(proto, " \t") {
+				ps.add(AnnotationAppProtocols, fromPod, tok, "is not PORT=PROTOCOL, e.g. grpc=kubernetes.io/h2c or db=postgresql")
+				continue
+			}
+			if _, dup := s.appProtocols[port]; dup {
+				ps.add(AnnotationAppProtocols, fromPod, tok, "names port %q twice", port)
+				continue
+			}
+			s.appProtocols[port] = proto
+		}
+		if len(s.appProtocols) == 0 && strings.TrimSpace(v) == "" {
+			ps.add(AnnotationAppProtocols, fromPod, "", "is empty; list PORT=PROTOCOL pairs, or remove it")
 		}
 	}
 
