@@ -16,6 +16,7 @@ BIN=$PODGATE_E2E_CACHE/images/bin
 # binary built outside this repository into the cache (traefik: test/e2e/traefik/build.sh).
 IMAGES="pause|./test/e2e/apps/pause|test/e2e/apps/pause/Dockerfile
 echo|./test/e2e/apps/echo|test/e2e/apps/echo/Dockerfile
+grpc|./test/e2e/apps/grpc|test/e2e/apps/grpc/Dockerfile
 injector|./cmd/injector|Dockerfile.injector
 sidecar|./cmd/sidecar|Dockerfile.sidecar
 traefik|@traefik|test/e2e/traefik/Dockerfile"
