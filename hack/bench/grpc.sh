@@ -8,11 +8,12 @@
 #
 # Needs ghz (GHZ, default /tmp/ghz/ghz), which builds from the Go module proxy:
 #   GOBIN=/tmp/ghz go install github.com/bojand/ghz/cmd/ghz@v0.121.0
-# It is not part of the repository. Tunables: DURATION (10s), CONCURRENCY (32), CONNECTIONS (1).
+# It is not part of the repository. Tunables: CALLS per round (100000; a count, not a duration, so
+# no call is cut off at the end), CONCURRENCY (32), CONNECTIONS (1).
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
-DURATION=${DURATION:-10s}
+CALLS=${CALLS:-100000}
 CONCURRENCY=${CONCURRENCY:-32}
 CONNECTIONS=${CONNECTIONS:-1}
 ROUNDS=${ROUNDS:-3}
@@ -48,13 +49,13 @@ METHOD=grpc.testing.TestService.UnaryCall
 MD="{\"authorization\":\"Bearer $TOKEN\"}"
 # run target -> "calls/s p50 p99" (latencies in ms); every call must be OK.
 run() {
-  local out
-  out=$("$GHZ" --insecure --call "$METHOD" -d '{"payload":{"body":"aGVsbG8="}}' \
+  "$GHZ" --insecure --call "$METHOD" -d '{"payload":{"body":"aGVsbG8="}}' \
     --metadata "$MD" --reflect-metadata "$MD" -c "$CONCURRENCY" --connections "$CONNECTIONS" \
-    -z "$DURATION" --format json "$1")
-  python3 - "$out" <<'PY'
+    -n "$CALLS" --format json "$1" >"$WORK/ghz.json"
+  python3 - "$WORK/ghz.json" <<'PY'
 import json, sys
-r = json.loads(sys.argv[1])
+with open(sys.argv[1]) as f:
+    r = json.load(f)
 bad = {k: v for k, v in r.get("statusCodeDistribution", {}).items() if k != "OK"}
 if bad:
     sys.exit("calls not OK: %s" % bad)
@@ -63,9 +64,9 @@ print("%.0f %.2f %.2f" % (r["rps"], lat[50], lat[99]))
 PY
 }
 # The first calls through the sidecar verify the token; later ones hit the token cache.
-run "$GRPC_UPSTREAM" >/dev/null
+CALLS=2000 run 127.0.0.1:14182 >/dev/null
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
-echo "ghz -c$CONCURRENCY --connections $CONNECTIONS -z$DURATION, $ROUNDS interleaved rounds..." >&2
+echo "ghz -c$CONCURRENCY --connections $CONNECTIONS -n$CALLS, $ROUNDS interleaved rounds..." >&2
 for r in $(seq "$ROUNDS"); do
   run "$GRPC_UPSTREAM" >>"$WORK/direct.runs"
   run 127.0.0.1:14182 >>"$WORK/podgate.runs"
@@ -82,5 +83,5 @@ cat <<TABLE
 | grpc-go server direct | $D_RPS | $D_P50 | $D_P99 | 1.00 |
 | podgate sidecar (bearer JWT in metadata) | $P_RPS | $P_P50 | $P_P99 | $(ratio "$P_RPS" "$D_RPS") |
 
-Median of $ROUNDS rounds, ghz -c$CONCURRENCY --connections $CONNECTIONS -z$DURATION, $(nproc) CPUs, load average before: $LOAD_BEFORE.
+Median of $ROUNDS rounds, ghz -c$CONCURRENCY --connections $CONNECTIONS -n$CALLS, $(nproc) CPUs, load average before: $LOAD_BEFORE.
 TABLE
