@@ -6,26 +6,33 @@
 #   images.sh import   imports the tarballs into the local cluster's containerd (namespace k8s.io)
 #   images.sh list     prints "IMAGE TARBALL" lines (the kind provider loads them with kind load image-archive)
 # Image names: podgate.local/<name>:e2e, used with imagePullPolicy Never/IfNotPresent.
+# An image's source is a Go package of the repository (./...), or @FILE: a binary built into the cache
+# by cluster/local/build.sh (CoreDNS) or test/e2e/traefik/build.sh (Traefik), skipped when it is not
+# there (the kind provider brings its own DNS).
 source "$(dirname "$0")/../cluster/local/lib.sh"
 REPO=$(cd "$(dirname "$0")/../../.." && pwd)
 OUT=$PODGATE_E2E_CACHE/images
 BIN=$PODGATE_E2E_CACHE/images/bin
 : "${IMAGE_TAG:=e2e}"
 
-# name|go package|Dockerfile (relative to the repository). A package of the form @NAME is a
-# binary built outside this repository into the cache (traefik: test/e2e/traefik/build.sh).
+# name|go package or @binary|Dockerfile (relative to the repository)
+TRAEFIK_BIN=$PODGATE_E2E_CACHE/traefik-$TRAEFIK_VERSION/bin/traefik
 IMAGES="pause|./test/e2e/apps/pause|test/e2e/apps/pause/Dockerfile
 echo|./test/e2e/apps/echo|test/e2e/apps/echo/Dockerfile
 grpc|./test/e2e/apps/grpc|test/e2e/apps/grpc/Dockerfile
 injector|./cmd/injector|Dockerfile.injector
 sidecar|./cmd/sidecar|Dockerfile.sidecar
-traefik|@traefik|test/e2e/traefik/Dockerfile"
-TRAEFIK_BIN=$PODGATE_E2E_CACHE/traefik-$TRAEFIK_VERSION/bin/traefik
+traefik|@$TRAEFIK_BIN|test/e2e/traefik/Dockerfile
+coredns|@$COREDNS_BIN/coredns|test/e2e/cluster/local/coredns/Dockerfile"
 
 # each_image FUNC: calls FUNC NAME PKG DOCKERFILE for every image whose sources exist.
 each_image() {
 	local name pkg dockerfile
 	while IFS='|' read -r name pkg dockerfile; do
+		if [[ $pkg == @* && ! -x ${pkg#@} ]]; then
+			log "image $name: skipped, ${pkg#@} is not built"
+			continue
+		fi
 		if [[ ! -f $REPO/$dockerfile || ($pkg != @* && ! -d $REPO/${pkg#./}) ]]; then
 			log "image $name: skipped, $dockerfile or $pkg is missing"
 			continue
@@ -69,14 +76,19 @@ build() {
 	local created=() d had_file=0
 	for d in "${cache_dirs[@]}"; do [[ -e $d ]] || created=("$d" "${created[@]}"); done
 	[[ -e $cache_file ]] && had_file=1
-	local pkgs=() name pkg dockerfile
-	while IFS='|' read -r name pkg dockerfile; do [[ $pkg != @* && -d $REPO/${pkg#./} ]] && pkgs+=("$pkg"); done <<<"$IMAGES"
-	(cd "$REPO" && CGO_ENABLED=0 go build -trimpath -o "$BIN/" \
-		-ldflags "-s -w -X github.com/podgate/podgate/internal/version.Version=$IMAGE_TAG" "${pkgs[@]}")
 	# Traefik: built once per version into the cache (a no-op when it is there; the local provider's
 	# prepare phase already built it).
 	bash "$(dirname "$0")/../traefik/build.sh"
-	cp "$TRAEFIK_BIN" "$BIN/traefik"
+	local pkgs=() name pkg dockerfile
+	while IFS='|' read -r name pkg dockerfile; do
+		if [[ $pkg == @* ]]; then
+			[[ -x ${pkg#@} ]] && cp "${pkg#@}" "$BIN/$name"
+		elif [[ -d $REPO/${pkg#./} ]]; then
+			pkgs+=("$pkg")
+		fi
+	done <<<"$IMAGES"
+	(cd "$REPO" && CGO_ENABLED=0 go build -trimpath -o "$BIN/" \
+		-ldflags "-s -w -X github.com/podgate/podgate/internal/version.Version=$IMAGE_TAG" "${pkgs[@]}")
 	each_image build_one
 	((had_file)) || rm -f "$cache_file"
 	for d in "${created[@]}"; do rmdir "$d" 2>/dev/null || true; done

@@ -19,6 +19,7 @@ set -o errexit -o nounset -o pipefail
 # that owns its .git).
 : "${TRAEFIK_SRC:=$(dirname "$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --path-format=absolute --git-common-dir 2>/dev/null)")/../shared/third_party/traefik/traefik-$TRAEFIK_VERSION-src.tar.gz}"
 TRAEFIK_SHA256=eaebc112f91a13953d5f239a8bf37af32bf0b14172bec3ca4ed59e6eb019720e
+: "${COREDNS_VERSION:=v1.15.0}"
 
 # Addresses: only the benchmarking range 198.18.0.0/15, which nothing outside this machine routes to us.
 NODE_NAME=podgate-e2e
@@ -28,11 +29,13 @@ POD_BRIDGE=cni0
 POD_CIDR=198.18.10.0/24
 POD_GATEWAY=198.18.10.1
 SVC_CIDR=198.19.0.0/16
+DNS_IP=198.19.0.10        # the cluster DNS Service (CoreDNS), as kubeadm's 10th address of the range
 API_URL=https://$NODE_IP:6443
 GUARD_TABLE=podgate_e2e_guard
 
 K8S_BIN=$PODGATE_E2E_CACHE/kubernetes-$K8S_VERSION/bin
 ETCD_BIN=$PODGATE_E2E_CACHE/etcd-$ETCD_VERSION/bin
+COREDNS_BIN=$PODGATE_E2E_CACHE/coredns-$COREDNS_VERSION/bin
 RUN=$PODGATE_E2E_STATE/run      # PID files and records of what existed before we started
 PKI=$PODGATE_E2E_STATE/pki
 CONTAINERD_DIR=$PODGATE_E2E_STATE/containerd

@@ -4,7 +4,8 @@
 #   up.sh [all]     everything below, in order
 #   up.sh network     record the host's state, then the node IP, pod bridge, service route, nft guard, sysctls
 #   up.sh containerd  containerd alone, so images.sh can import the images (the pause image first of all)
-#   up.sh cluster     PKI, control plane, node, kube-proxy; waits until the node is Ready
+#   up.sh cluster     PKI, control plane, node, kube-proxy, cluster DNS; waits until the node is Ready
+#                     and CoreDNS answers
 # Every change to the host is recorded under $RUN first, so down.sh can undo exactly that.
 source "$(dirname "$0")/lib.sh"
 
@@ -235,7 +236,9 @@ node() {
 	local k=$PODGATE_E2E_STATE/kubelet
 	mkdir -p "$k/root" "$k/pods"
 	# cgroupfs and failCgroupV1=false: this machine runs cgroup v1. oomScoreAdj 0: see containerd.
-	# resolvConf "": pods get no nameserver, so nothing in a pod can resolve (and reach) the outside.
+	# clusterDNS: pods (dnsPolicy ClusterFirst) get CoreDNS as their only nameserver, with the cluster's
+	# search domains. resolvConf "": the host's resolvers never reach a pod, and CoreDNS (dnsPolicy
+	# Default) forwards nowhere, so nothing in a pod can resolve (and reach) a name outside the machine.
 	cat >"$k/config.yaml" <<-YAML
 		apiVersion: kubelet.config.k8s.io/v1beta1
 		kind: KubeletConfiguration
@@ -257,6 +260,7 @@ node() {
 		  x509: {clientCAFile: $PKI/ca.crt}
 		authorization: {mode: Webhook}
 		clusterDomain: cluster.local
+		clusterDNS: [$DNS_IP]
 		resolvConf: ""
 		serializeImagePulls: false
 		imageGCHighThresholdPercent: 100
@@ -277,6 +281,13 @@ node() {
 	waitfor "default/default service account" 60 "$KUBECTL" -n default get serviceaccount default
 }
 
+# dns: CoreDNS as kubeadm deploys it (RBAC, ConfigMap, Deployment, the kube-dns Service on $DNS_IP).
+dns() {
+	sed "s/@DNS_IP@/$DNS_IP/g" "$(dirname "$0")/coredns/coredns.yaml" | "$KUBECTL" apply -f - >/dev/null
+	# Ready means the kubernetes plugin has synced Services and endpoints (its /ready says so).
+	waitfor "CoreDNS on $DNS_IP" 120 "$KUBECTL" -n kube-system rollout status deployment/coredns --timeout=1s
+}
+
 node_ready() {
 	[[ $("$KUBECTL" get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}') == True ]]
 }
@@ -287,6 +298,7 @@ cluster() {
 	control_plane
 	containerd_up
 	node
+	dns
 	log "cluster up: KUBECONFIG=$KUBECONFIG"
 }
 
