@@ -1,7 +1,9 @@
 // Command echo is the e2e tests' and the demo's app: it answers every request with the request
 // it received, so a test can see exactly which headers got past podgate's sidecar (the identity
 // headers it added, and none of the ones a client tried to spoof). A browser asking for "/" gets a
-// small HTML page greeting the user instead. It is deliberately unaware of authentication.
+// small HTML page greeting the user instead; /ws is a WebSocket echo. Every answer names the app
+// (-name) and the pod (its host name), so a routing test sees which one answered. It is
+// deliberately unaware of authentication.
 package main
 
 import (
@@ -25,6 +27,7 @@ import (
 // test/e2e.
 type Echo struct {
 	Name    string              `json:"name"`
+	Pod     string              `json:"pod"`
 	Method  string              `json:"method"`
 	Path    string              `json:"path"`
 	Query   string              `json:"query,omitempty"`
@@ -43,6 +46,7 @@ authenticated you against Keycloak and told the app who you are in these headers
 <table border="1" cellpadding="4">
 {{range .Identity}}<tr><th>{{.Name}}</th><td>{{.Value}}</td></tr>
 {{end}}</table>
+<p>Served by <b>{{.Name}}</b>, pod <b>{{.Pod}}</b>.</p>
 <p><a href="/oauth2/sign_out?rd=%2F">Sign out</a></p>
 </body></html>
 `))
@@ -51,20 +55,22 @@ func main() {
 	listen := flag.String("listen", ":8080", "address to serve on")
 	name := flag.String("name", "echo", "name reported in every answer, to tell apps apart")
 	flag.Parse()
+	pod, _ := os.Hostname()
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain")
 		fmt.Fprintln(w, "ok")
 	})
+	mux.HandleFunc("GET /ws", serveWebSocket(*name, pod))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/" && strings.Contains(r.Header.Get("Accept"), "text/html") {
-			servePage(w, r)
+			servePage(w, r, *name, pod)
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(Echo{
-			Name: *name, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
+			Name: *name, Pod: pod, Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery,
 			Host: r.Host, Remote: r.RemoteAddr, Headers: r.Header,
 		})
 	})
@@ -86,7 +92,7 @@ func main() {
 
 type header struct{ Name, Value string }
 
-func servePage(w http.ResponseWriter, r *http.Request) {
+func servePage(w http.ResponseWriter, r *http.Request, name, pod string) {
 	var identity []header
 	for k, v := range r.Header {
 		if strings.HasPrefix(k, "X-Auth-Request-") || strings.HasPrefix(k, "X-Forwarded-") {
@@ -96,9 +102,10 @@ func servePage(w http.ResponseWriter, r *http.Request) {
 	sort.Slice(identity, func(i, j int) bool { return identity[i].Name < identity[j].Name })
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	_ = page.Execute(w, struct {
-		User     string
-		Identity []header
-	}{r.Header.Get("X-Auth-Request-User"), identity})
+		User      string
+		Identity  []header
+		Name, Pod string
+	}{r.Header.Get("X-Auth-Request-User"), identity, name, pod})
 }
 
 // logRequests logs the method, path and whether an identity arrived; never header values, which
