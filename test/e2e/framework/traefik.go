@@ -26,7 +26,7 @@ import (
 const (
 	TraefikNS = "traefik"
 	// TraefikIP is the Traefik Service's fixed ClusterIP: every host name under TraefikDomain
-	// resolves to it in the tests' browser (the cluster has no DNS).
+	// resolves to it in the tests' browser (the cluster's DNS serves only cluster.local).
 	TraefikIP     = "198.19.0.60"
 	TraefikDomain = "podgate.test"
 	App1Host      = "app1." + TraefikDomain
