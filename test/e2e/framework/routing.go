@@ -3,6 +3,9 @@ package framework
 import (
 	"context"
 	"fmt"
+	"net"
+	"net/http"
+	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -96,7 +99,41 @@ func (k *Kube) DeployRouting(ctx context.Context, issuer string) error {
 			return err
 		}
 	}
+	// A Ready pod is not yet a reachable Service: kube-proxy rejects connections to a ClusterIP until
+	// it has programmed the Service's endpoints. Wait until every Service answers HTTP.
+	for _, name := range append([]string{"routing-proxy"}, RoutingApps...) {
+		if err := k.waitServiceAnswers(ctx, RoutingNS, name); err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// waitServiceAnswers waits until an HTTP request to the Service's ClusterIP and first port gets any
+// HTTP response (redirects not followed).
+func (k *Kube) waitServiceAnswers(ctx context.Context, ns, name string) error {
+	svc, err := k.Client.CoreV1().Services(ns).Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("service %s/%s: %w", ns, name, err)
+	}
+	if len(svc.Spec.Ports) == 0 {
+		return fmt.Errorf("service %s/%s has no port", ns, name)
+	}
+	url := "http://" + net.JoinHostPort(svc.Spec.ClusterIP, strconv.Itoa(int(svc.Spec.Ports[0].Port))) + "/"
+	c := &http.Client{Timeout: 5 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	return Eventually(ctx, time.Minute, 500*time.Millisecond, "service "+ns+"/"+name+" answering at "+url, func(ctx context.Context) (bool, string, error) {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		if err != nil {
+			return false, "", err
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		resp.Body.Close()
+		return true, "", nil
+	})
 }
 
 // PodGet GETs path on a pod's port through the API server's pod proxy: how the tests read an
