@@ -38,7 +38,8 @@ kc_fetch() {
 
 kc_start() {
 	kc_fetch
-	ip -o addr show | grep -q "inet $KEYCLOAK_ADDR/" || die "no interface has $KEYCLOAK_ADDR; bring the cluster network up first"
+	# Not a pipe into grep -q: under pipefail, ip dying of SIGPIPE after grep found the line fails the check.
+	[[ $(ip -o addr show) == *"inet $KEYCLOAK_ADDR/"* ]] || die "no interface has $KEYCLOAK_ADDR; bring the cluster network up first"
 	mkdir -p "$KC_HOME/data/import"
 	rm -f "$KC_HOME"/data/import/*.json
 	cp "$REALM_FILE" "$KC_HOME/data/import/podgate-realm.json"
