@@ -92,11 +92,13 @@ func TestAgentKeepsThePluginChained(t *testing.T) {
 	if !strings.Contains(read(t, d.conflist), `"apiAccess": "/etc/cni/net.d/podgate-cni.d/api.json"`) {
 		t.Fatalf("conflist entry does not name the host path of the access file:\n%s", read(t, d.conflist))
 	}
-	rr := httptest.NewRecorder()
-	d.a.Ready(rr, httptest.NewRequest(http.MethodGet, "/readyz", nil))
-	if rr.Code != http.StatusOK {
-		t.Fatalf("readyz = %d", rr.Code)
-	}
+	// The agent marks itself ready after writing the conflist, so readiness may trail the chaining
+	// the test just observed by a moment.
+	eventually(t, "readyz answering 200", func() bool {
+		rr := httptest.NewRecorder()
+		d.a.Ready(rr, httptest.NewRequest(http.MethodGet, "/readyz", nil))
+		return rr.Code == http.StatusOK
+	})
 
 	// The network plugin's agent rewrites its conflist, dropping our entry: it comes back.
 	write(t, d.conflist, bridgeConflist)
