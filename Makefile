@@ -13,6 +13,7 @@ CONTAINER_TOOL ?= $(shell command -v buildah >/dev/null 2>&1 && echo buildah || 
 BENCH        ?= .
 BENCHTIME    ?= 1s
 FUZZTIME     ?= 10s
+SOAK_DURATION ?= 10m
 
 CMDS       := $(notdir $(patsubst %/,%,$(wildcard cmd/*/)))
 BINARIES   := $(addprefix bin/,$(CMDS))
@@ -53,6 +54,11 @@ bench: bin/sidecar bin/injector ## Full benchmark (~8 min, quiet machine): podga
 .PHONY: bench-quick
 bench-quick: bin/sidecar bin/injector ## Benchmark subset (< 2 min): bearer and cookie at c=32, webhook at c=16; ends in name=value lines
 	hack/bench/bench.sh -quick
+
+.PHONY: soak
+soak: bin/sidecar ## Soak (SOAK_DURATION, default 10m, niced): mixed bearer, cookie and hostile load through one sidecar under the injector's memory limit; fails on RSS growth or a failed request; 10m or more rewrites its section of docs/benchmarks.md
+	$(GO) build -o bin/bench ./hack/bench
+	nice -n 10 bin/bench -soak $(SOAK_DURATION) -sidecar bin/sidecar
 
 .PHONY: bench-go
 bench-go: ## In-process Go benchmarks (BENCH=regexp, BENCHTIME=1s)

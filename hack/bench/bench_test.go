@@ -73,11 +73,11 @@ func TestSummariseMedianAndCPU(t *testing.T) {
 func TestSpliceSection(t *testing.T) {
 	sec := beginMarker + "\nnew\n" + endMarker + "\n"
 	doc := "# Benchmarks\n\nintro\n\n" + beginMarker + "\nold\n" + endMarker + "\n\n## Analysis\n"
-	got := spliceSection(doc, sec)
+	got := spliceSection(doc, sec, beginMarker, endMarker)
 	if got != "# Benchmarks\n\nintro\n\n"+beginMarker+"\nnew\n"+endMarker+"\n\n## Analysis\n" {
 		t.Errorf("splice:\n%s", got)
 	}
-	if got := spliceSection("# B\n", sec); got != "# B\n\n"+sec {
+	if got := spliceSection("# B\n", sec, beginMarker, endMarker); got != "# B\n\n"+sec {
 		t.Errorf("append:\n%s", got)
 	}
 }
@@ -135,5 +135,49 @@ func TestReportRenders(t *testing.T) {
 		if strings.Count(svg, "<polyline") != map[string]int{"bearer": 6, "cookie": 6, "webhook": 4}[name] {
 			t.Errorf("%s.svg has %d lines", name, strings.Count(svg, "<polyline"))
 		}
+	}
+}
+
+// TestSoakVerdict checks the soak's pass/fail rule on made-up samples: the plateau is the highest
+// RSS of the first minute, growth past it by more than the tolerance fails, and so does a single
+// failed request or a run too short to have anything after the first minute.
+func TestSoakVerdict(t *testing.T) {
+	samples := func(rss ...float64) []RSSSample {
+		var s []RSSSample
+		for i, v := range rss {
+			s = append(s, RSSSample{At: time.Duration(i) * 30 * time.Second, RSS: v})
+		}
+		return s
+	}
+	ok := map[string]*KindStats{kindBearer: {Requests: 10}, kindCookie: {Requests: 10}}
+	cases := []struct {
+		name    string
+		rss     []float64
+		kinds   map[string]*KindStats
+		failing bool
+	}{
+		{"flat after warm-up", []float64{12, 19, 20, 20.5, 19.8, 21}, ok, false},
+		{"growth past the tolerance", []float64{12, 19, 20, 22, 24, 26}, ok, true},
+		{"too short", []float64{12, 19, 20}, ok, true},
+		{"past the container limit", []float64{12, 19, 200, 200, 200}, ok, true},
+		{"a failed legitimate request", []float64{12, 19, 20, 20}, map[string]*KindStats{
+			kindBearer: {Requests: 10, Failures: 1, Example: "HTTP 502"}, kindCookie: {Requests: 10}}, true},
+		{"no cookie requests", []float64{12, 19, 20, 20}, map[string]*KindStats{kindBearer: {Requests: 10}}, true},
+	}
+	for _, c := range cases {
+		r := &SoakReport{Config: soakConfig{tolerance: 0.2}, Samples: samples(c.rss...), Kinds: c.kinds}
+		r.soakVerdict(128)
+		if failed := len(r.Verdict) > 0; failed != c.failing {
+			t.Errorf("%s: verdict %q, want failing=%t", c.name, r.Verdict, c.failing)
+		}
+	}
+	r := &SoakReport{Config: soakConfig{tolerance: 0.2}, Samples: samples(12, 19, 20, 21, 22), Kinds: ok}
+	r.soakVerdict(128)
+	if r.Plateau != 20 || r.Max != 22 || r.Last != 22 || r.SlopeMBPerMin < 1.99 || r.SlopeMBPerMin > 2.01 {
+		t.Errorf("plateau %.1f, max %.1f, last %.1f, slope %.2f; want 20, 22, 22, 2", r.Plateau, r.Max, r.Last, r.SlopeMBPerMin)
+	}
+	doc := spliceSection("# B\n\n"+beginMarker+"\nbench\n"+endMarker+"\n", r.markdown(), soakBeginMarker, soakEndMarker)
+	if !strings.Contains(doc, beginMarker+"\nbench\n"+endMarker) || !strings.Contains(doc, "| RSS plateau (highest in the first minute) | 20.0 MB |") {
+		t.Errorf("the soak section clobbered the bench section or lacks the plateau:\n%s", doc)
 	}
 }

@@ -51,6 +51,8 @@ type config struct {
 	work        string
 	// only, when not empty, limits the run to these parts (bearer, cookie, webhook, growth).
 	only map[string]bool
+	// soak, when set, runs the soak (see soak.go) instead of the benchmark.
+	soak soakConfig
 }
 
 // want reports whether part is measured in this run.
@@ -74,6 +76,12 @@ func main() {
 	flag.StringVar(&c.injector, "injector", "bin/injector", "podgate injector binary")
 	flag.StringVar(&c.doc, "doc", "docs/benchmarks.md", "document whose generated section the full run rewrites")
 	flag.StringVar(&c.plots, "plots", "docs/benchmarks", "directory of the SVG plots the full run writes")
+	flag.DurationVar(&c.soak.duration, "soak", 0, "run the soak for this long instead of the benchmark (make soak: 10m); 10m or more rewrites the soak section of -doc")
+	flag.DurationVar(&c.soak.sample, "soak-sample", 2*time.Second, "soak: RSS sampling period")
+	flag.IntVar(&c.soak.rate, "soak-rate", 400, "soak: at most this many requests started per second, all kinds together")
+	flag.IntVar(&c.soak.workers, "soak-workers", 16, "soak: concurrent request workers")
+	flag.Float64Var(&c.soak.hostile, "soak-hostile", 0.1, "soak: fraction of requests that are hostile")
+	flag.Float64Var(&c.soak.tolerance, "soak-rss-tolerance", 0.2, "soak: how far RSS may rise above the first minute's plateau, as a fraction")
 	only := flag.String("only", "", "comma-separated parts to measure, for iterating: bearer, cookie, webhook, growth (implies not writing the doc)")
 	flag.Parse()
 	if *only != "" {
@@ -111,6 +119,9 @@ func run(ctx context.Context, c config) error {
 	if err := os.WriteFile(b.wrkScript, []byte(wrkScript), 0o644); err != nil {
 		return err
 	}
+	if c.soak.duration > 0 {
+		return runSoak(ctx, b)
+	}
 	rep := &Report{Quick: c.quick, Rounds: c.rounds, Duration: c.duration, CPUs: runtime.NumCPU(),
 		Started: time.Now().UTC(), LoadBefore: loadAvg()}
 	if err := b.startAll(ctx); err != nil {
@@ -133,6 +144,35 @@ func run(ctx context.Context, c config) error {
 	}
 	_ = os.RemoveAll(work)
 	fmt.Print(rep.figures().String())
+	return nil
+}
+
+// runSoak runs the soak, prints its figures, writes the document after a full-length run, and
+// fails when the soak's verdict does.
+func runSoak(ctx context.Context, b *bench) error {
+	c := b.cfg
+	if c.soak.rate < 1 || c.soak.workers < 1 || c.soak.hostile < 0 || c.soak.hostile > 1 || c.soak.sample <= 0 {
+		return fmt.Errorf("soak: -soak-rate and -soak-workers must be positive, -soak-hostile within 0..1, -soak-sample positive")
+	}
+	logf("soak: %s, at most %d requests/s (%.0f%% hostile) from %d workers, RSS every %s", c.soak.duration, c.soak.rate,
+		c.soak.hostile*100, c.soak.workers, c.soak.sample)
+	rep, err := b.soak(ctx, c.soak)
+	if err != nil {
+		b.dumpLogs()
+		return err
+	}
+	fmt.Print(rep.markdown())
+	if c.soak.duration >= soakDocMinimum {
+		if err := writeSoakDoc(c.doc, rep); err != nil {
+			return err
+		}
+		logf("wrote the soak section of %s", c.doc)
+	}
+	_ = os.RemoveAll(c.work)
+	fmt.Print(rep.figures())
+	if len(rep.Verdict) > 0 {
+		return fmt.Errorf("soak failed: %s", strings.Join(rep.Verdict, "; "))
+	}
 	return nil
 }
 

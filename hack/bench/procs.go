@@ -71,7 +71,9 @@ type bench struct {
 	// sidecars by number of skip rules; sidecars[0] is the one every path benchmark uses.
 	sidecars map[int]*proc
 	sideURL  map[int]string
-	o2pURL   string
+	// sideAdmin are the sidecars' admin addresses (host:port), by number of skip rules.
+	sideAdmin map[int]string
+	o2pURL    string
 	// cookies are the session Cookie headers of alice's logins, by target.
 	cookies map[string]string
 	hook    webhookTarget
@@ -179,25 +181,11 @@ func (b *bench) startAll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	info := filepath.Join(b.cfg.work, "fixture.json")
-	if b.fixture, err = b.start("fixture", nil, self, "fixture", info); err != nil {
-		return err
-	}
-	if err := waitFor(ctx, "fixture", b.fixture, func() error {
-		raw, err := os.ReadFile(info)
-		if err != nil {
-			return err
-		}
-		return json.Unmarshal(raw, &b.fx)
-	}); err != nil {
+	if err := b.startFixture(ctx, self); err != nil {
 		return err
 	}
 	bearer := "Authorization: Bearer " + b.fx.Tokens[1]
-	if err := waitFor(ctx, "upstream", b.fixture, func() error { return getOK(b.fx.Upstream) }); err != nil {
-		return err
-	}
-
-	b.sidecars, b.sideURL = map[int]*proc{}, map[int]string{}
+	b.sidecars, b.sideURL, b.sideAdmin = map[int]*proc{}, map[int]string{}, map[int]string{}
 	counts := skipRuleCounts
 	if b.cfg.quick {
 		counts = counts[:1]
@@ -213,7 +201,28 @@ func (b *bench) startAll(ctx context.Context) error {
 	return b.startInjector(ctx)
 }
 
-func (b *bench) startSidecar(ctx context.Context, skipRules int, bearer string) error {
+// startFixture starts the fixture process (self is this binary) and waits until its upstream serves.
+func (b *bench) startFixture(ctx context.Context, self string) error {
+	info := filepath.Join(b.cfg.work, "fixture.json")
+	var err error
+	if b.fixture, err = b.start("fixture", nil, self, "fixture", info); err != nil {
+		return err
+	}
+	if err := waitFor(ctx, "fixture", b.fixture, func() error {
+		raw, err := os.ReadFile(info)
+		if err != nil {
+			return err
+		}
+		return json.Unmarshal(raw, &b.fx)
+	}); err != nil {
+		return err
+	}
+	return waitFor(ctx, "upstream", b.fixture, func() error { return getOK(b.fx.Upstream) })
+}
+
+// startSidecar starts a sidecar with skipRules skip rules (none matching) and default settings,
+// changed by each of with.
+func (b *bench) startSidecar(ctx context.Context, skipRules int, bearer string, with ...func(*options.Options)) error {
 	listen, err := freeAddr()
 	if err != nil {
 		return err
@@ -237,13 +246,16 @@ func (b *bench) startSidecar(ctx context.Context, skipRules int, bearer string) 
 		}
 		o.SkipAuth = append(o.SkipAuth, r)
 	}
+	for _, f := range with {
+		f(&o)
+	}
 	env := []string{options.EnvVar(options.FlagCookieSecret) + "=" + cookieSecret, options.EnvVar(options.FlagClientSecret) + "=" + clientSecret}
 	name := fmt.Sprintf("podgate-%d-skip-rules", skipRules)
 	p, err := b.start(name, env, b.cfg.sidecar, o.Args()...)
 	if err != nil {
 		return err
 	}
-	b.sidecars[skipRules], b.sideURL[skipRules] = p, "http://"+listen+"/"
+	b.sidecars[skipRules], b.sideURL[skipRules], b.sideAdmin[skipRules] = p, "http://"+listen+"/", admin
 	if err := waitFor(ctx, name, p, func() error { return getOK("http://" + admin + "/ready") }); err != nil {
 		return err
 	}

@@ -250,16 +250,17 @@ func writeDoc(doc, plots string, r *Report) error {
 	if err != nil {
 		return err
 	}
-	return os.WriteFile(doc, []byte(spliceSection(string(old), r.markdown(filepath.ToSlash(rel)))), 0o644)
+	return os.WriteFile(doc, []byte(spliceSection(string(old), r.markdown(filepath.ToSlash(rel)), beginMarker, endMarker)), 0o644)
 }
 
-// spliceSection puts section (which starts and ends with the markers) in place of the marked part
-// of text, or at its end when text has no markers.
-func spliceSection(text, section string) string {
-	i := strings.Index(text, beginMarker)
-	j := strings.Index(text, endMarker)
+// spliceSection puts section (which starts and ends with the markers begin and end) in place of
+// the part of text between them, or at its end when text has no such markers. make bench and make
+// soak each own their marked section of the same document.
+func spliceSection(text, section, begin, end string) string {
+	i := strings.Index(text, begin)
+	j := strings.Index(text, end)
 	if i < 0 || j < i {
 		return strings.TrimRight(text, "\n") + "\n\n" + section
 	}
-	return text[:i] + strings.TrimSuffix(section, "\n") + text[j+len(endMarker):]
+	return text[:i] + strings.TrimSuffix(section, "\n") + text[j+len(end):]
 }
