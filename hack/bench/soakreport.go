@@ -42,7 +42,7 @@ func (r *SoakReport) markdown() string {
 	fmt.Fprintf(&b, "| requests: legitimate / hostile (hostile fraction) | %d / %d (%.1f%%) |\n", legit, hostile, 100*float64(hostile)/float64(max(legit+hostile, 1)))
 	fmt.Fprintf(&b, "| failures (legitimate not answered 200 by the upstream, or hostile reaching it) | %d |\n", failures)
 	fmt.Fprintf(&b, "| new tokens minted / browser logins during the run | %d / %d |\n", r.TokensMinted, r.Logins)
-	fmt.Fprintf(&b, "| JWKS fetches by the sidecar (%s) | %s |\n", "result", counters(r.JWKSFetches))
+	fmt.Fprintf(&b, "| JWKS fetches by the sidecar (%s) | %s |\n", "result", joined(r.JWKSFetches, "%s %.0f"))
 	fmt.Fprintf(&b, "| sidecar CPU | %.1f s (%.0f µs per request) |\n", r.SidecarCPU.Seconds(),
 		float64(r.SidecarCPU.Microseconds())/float64(max(legit+hostile, 1)))
 	b.WriteString("\n| request kind | requests | answers |\n| --- | ---: | --- |\n")
@@ -53,7 +53,7 @@ func (r *SoakReport) markdown() string {
 	sort.Slice(kinds, func(i, j int) bool { return kindOrder(kinds[i]) < kindOrder(kinds[j]) })
 	for _, k := range kinds {
 		s := r.Kinds[k]
-		fmt.Fprintf(&b, "| %s | %d | %s |\n", k, s.Requests, statuses(s.Statuses))
+		fmt.Fprintf(&b, "| %s | %d | %s |\n", k, s.Requests, joined(s.Statuses, "%s × %d"))
 	}
 	b.WriteString("\n| minute | highest RSS (MB) | lowest RSS (MB) |\n| ---: | ---: | ---: |\n")
 	for _, m := range r.minutes() {
@@ -73,28 +73,16 @@ func kindOrder(k string) int {
 	return len(order)
 }
 
-func statuses(m map[string]int64) string {
-	var keys []string
+// joined lists a map's entries sorted by key, each as format (key, value), or none when empty.
+func joined[V int64 | float64](m map[string]V, format string) string {
+	keys := make([]string, 0, len(m))
 	for k := range m {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys)
 	var parts []string
 	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s × %d", k, m[k]))
-	}
-	return strings.Join(parts, ", ")
-}
-
-func counters(m map[string]float64) string {
-	var keys []string
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	var parts []string
-	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s %.0f", k, m[k]))
+		parts = append(parts, fmt.Sprintf(format, k, m[k]))
 	}
 	if len(parts) == 0 {
 		return "none"
