@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/podgate/podgate/internal/inject"
+	"github.com/podgate/podgate/internal/jsonpatch"
 )
 
 // Path is where the API server sends pod admission reviews.
@@ -154,15 +155,22 @@ func (h *Handler) handle(ctx context.Context, req admission.Request, log **zap.L
 	if err := ctx.Err(); err != nil {
 		return admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("the API server gave up on the request: %w", err)), ResultError, "cancelled"
 	}
-	// The patch is the difference between the typed pod before and after, both marshalled the
-	// same way: fields this build's API types do not know are then never touched by the patch.
-	before, err := json.Marshal(pod)
+	// The patch is the difference between the typed pod before and after, computed on the typed
+	// values (fields this build's API types do not know are then never touched by the patch).
+	patch, err := jsonpatch.Diff(pod, out)
 	if err != nil {
 		return admission.Errored(http.StatusInternalServerError, err), ResultError, "encode"
 	}
-	after, err := json.Marshal(out)
-	if err != nil {
-		return admission.Errored(http.StatusInternalServerError, err), ResultError, "encode"
+	return patchResponse(patch).WithWarnings(rep.Warnings...), ResultInjected, ""
+}
+
+// patchResponse allows the pod with patch, a JSON Patch (none when nil). It is set as the
+// response's bytes, which controller-runtime sends as they are.
+func patchResponse(patch []byte) admission.Response {
+	r := admission.Response{AdmissionResponse: admissionv1.AdmissionResponse{Allowed: true, Patch: patch}}
+	if patch != nil {
+		pt := admissionv1.PatchTypeJSONPatch
+		r.PatchType = &pt
 	}
-	return admission.PatchResponseFromRaw(before, after).WithWarnings(rep.Warnings...), ResultInjected, ""
+	return r
 }

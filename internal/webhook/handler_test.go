@@ -290,8 +290,8 @@ func TestCancelledRequestNotWorkedOn(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	resp := h.Handle(ctx, admission.Request{AdmissionRequest: *rev.Request})
-	if resp.Allowed || len(resp.Patches) != 0 || resp.Result == nil || resp.Result.Code != http.StatusServiceUnavailable {
-		t.Fatalf("cancelled request: allowed=%v patches=%d result=%+v", resp.Allowed, len(resp.Patches), resp.Result)
+	if resp.Allowed || len(resp.Patch) != 0 || resp.Result == nil || resp.Result.Code != http.StatusServiceUnavailable {
+		t.Fatalf("cancelled request: allowed=%v patch=%s result=%+v", resp.Allowed, resp.Patch, resp.Result)
 	}
 	if got := testutil.ToFloat64(m.Admissions.WithLabelValues(ResultError, "cancelled")); got != 1 {
 		t.Errorf("cancelled admissions counted %v, want 1", got)
