@@ -143,7 +143,14 @@ func serve(args []string) error {
 	fs := pflag.NewFlagSet("serve", pflag.ContinueOnError)
 	o := webhook.ServerOptions{}
 	fs.IntVar(&o.WebhookPort, "webhook-port", 9443, "HTTPS port of "+webhook.Path)
-	fs.StringVar(&o.CertDir, "cert-dir", "/tls", "directory holding tls.crt and tls.key (reloaded on change)")
+	certs := fs.String("certificates", string(webhook.SelfManaged), "serving certificate: self-managed (a CA and short-lived certificate in --cert-secret, renewed by the leader) or files (tls.crt and tls.key in --cert-dir, from cert-manager or make certs)")
+	fs.StringVar(&o.CertDir, "cert-dir", "/tls", "files: directory holding tls.crt and tls.key (reloaded on change); self-managed: where the served tls.crt is written")
+	fs.StringVar(&o.SelfManaged.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "self-managed: the injector's namespace (default $POD_NAMESPACE)")
+	fs.StringVar(&o.SelfManaged.Secret, "cert-secret", "podgate-injector-cert", "self-managed: Secret holding the CA and the serving certificate")
+	fs.StringVar(&o.SelfManaged.Service, "service", "podgate-injector", "self-managed: the webhook Service (the certificate's DNS names)")
+	fs.StringVar(&o.SelfManaged.WebhookConfig, "webhook-config", "podgate-injector", "self-managed: MutatingWebhookConfiguration whose caBundle is kept current")
+	fs.DurationVar(&o.SelfManaged.Lifetime, "cert-lifetime", 7*24*time.Hour, "self-managed: serving certificate lifetime (renewed with half left)")
+	fs.DurationVar(&o.SelfManaged.CALifetime, "ca-lifetime", 10*365*24*time.Hour, "self-managed: CA lifetime")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":8080", "Prometheus /metrics address (0 disables)")
 	fs.StringVar(&o.HealthAddr, "health-addr", ":8081", "/healthz and /readyz address")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
@@ -152,6 +159,7 @@ func serve(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	o.Certificates = webhook.Certificates(*certs)
 	cfg, err := loadConfig(*path, *image)
 	if err != nil {
 		return err

@@ -39,7 +39,7 @@ func TestCertExpiry(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			core, logs := observer.New(zapcore.InfoLevel)
 			g, _ := NewCertExpiryGauge(nil)
-			c := &CertExpiry{Path: crt, Gauge: g, Log: zap.New(core), Now: func() time.Time { return tc.now }}
+			c := &CertExpiry{Source: crt, NotAfter: FileNotAfter(crt), WarnBefore: CertWarnBefore, Gauge: g, Log: zap.New(core), Now: func() time.Time { return tc.now }}
 			got, err := c.Check()
 			if err != nil || !got.Equal(notAfter) {
 				t.Fatalf("Check = %v, %v; want %v", got, err, notAfter)
@@ -59,7 +59,7 @@ func TestCertExpiry(t *testing.T) {
 		t.Fatal(err)
 	}
 	g, _ := NewCertExpiryGauge(prometheus.NewRegistry())
-	if _, err := (&CertExpiry{Path: crt, Gauge: g, Log: zap.NewNop(), Now: time.Now}).Check(); err == nil {
+	if _, err := (&CertExpiry{Source: crt, NotAfter: FileNotAfter(crt), Gauge: g, Log: zap.NewNop(), Now: time.Now}).Check(); err == nil {
 		t.Fatal("garbage certificate accepted")
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/podgate/podgate/internal/inject"
@@ -76,6 +77,8 @@ type Handler struct {
 	NamespaceTimeout time.Duration
 	Log              *zap.Logger
 	Metrics          *Metrics
+	// Events, when set, records each denial on the pod's workload (never for a dry run).
+	Events *WorkloadEvents
 }
 
 var _ admission.Handler = (*Handler)(nil)
@@ -96,10 +99,28 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 		log.Info("pod skipped", zap.String("reason", reason))
 	case ResultDenied:
 		log.Info("pod denied", zap.String("reason", reason), zap.String("message", resp.Result.Message))
+		h.recordDenied(req, resp.Result.Message)
 	default:
 		log.Error("admission failed", zap.String("reason", reason), zap.String("message", resp.Result.Message))
 	}
 	return resp
+}
+
+func (h *Handler) recordDenied(req admission.Request, message string) {
+	if h.Events == nil || (req.DryRun != nil && *req.DryRun) {
+		return
+	}
+	// Only the metadata: a denied pod was decodable, its owner references are all that is needed.
+	var meta struct {
+		metav1.ObjectMeta `json:"metadata"`
+	}
+	if json.Unmarshal(req.Object.Raw, &meta) != nil {
+		return
+	}
+	if meta.Namespace == "" {
+		meta.Namespace = req.Namespace
+	}
+	h.Events.Denied(&meta.ObjectMeta, message)
 }
 
 func (h *Handler) handle(ctx context.Context, req admission.Request, log **zap.Logger) (admission.Response, string, string) {

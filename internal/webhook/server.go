@@ -2,16 +2,23 @@ package webhook
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -27,10 +34,15 @@ import (
 
 // ServerOptions configures the in-cluster webhook server.
 type ServerOptions struct {
-	// WebhookPort serves Path over TLS with CertDir's tls.crt and tls.key, which controller-runtime
-	// reloads when they change (cert-manager renewals need no restart).
+	// WebhookPort serves Path over TLS.
 	WebhookPort int
-	CertDir     string
+	// Certificates selects the serving certificate's source. With Files, CertDir holds tls.crt and
+	// tls.key, which controller-runtime reloads when they change (cert-manager renewals need no
+	// restart). With SelfManaged, the replica writes the certificate it serves (tls.crt, no key)
+	// to CertDir: cert-controller's rotator waits for that file before it reports success.
+	Certificates Certificates
+	SelfManaged  SelfManagedOptions
+	CertDir      string
 	// MetricsAddr serves /metrics; HealthAddr serves /healthz and /readyz.
 	MetricsAddr string
 	HealthAddr  string
@@ -51,6 +63,13 @@ func (o *ServerOptions) Validate() error {
 	if o.HealthAddr == "" {
 		errs = append(errs, errors.New("--health-addr: is required"))
 	}
+	switch o.Certificates {
+	case Files:
+	case SelfManaged:
+		errs = append(errs, o.SelfManaged.Validate())
+	default:
+		errs = append(errs, fmt.Errorf("--certificates: %q is not %s or %s", o.Certificates, SelfManaged, Files))
+	}
 	return errors.Join(errs...)
 }
 
@@ -65,15 +84,76 @@ func Run(ctx context.Context, o ServerOptions) error {
 	if err := corev1.AddToScheme(scheme); err != nil {
 		return err
 	}
-	mgr, err := manager.New(o.Rest, manager.Options{
+	if err := admissionregistrationv1.AddToScheme(scheme); err != nil {
+		return err
+	}
+	gauge, err := NewCertExpiryGauge(metrics.Registry)
+	if err != nil {
+		return err
+	}
+	expiry := &CertExpiry{Interval: time.Hour, Gauge: gauge, Log: o.Log, Now: time.Now}
+	opts := manager.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: o.MetricsAddr},
 		HealthProbeBindAddress: o.HealthAddr,
-		WebhookServer:          webhook.NewServer(webhook.Options{Port: o.WebhookPort, CertDir: o.CertDir}),
 		Cache:                  cache.Options{ByObject: map[client.Object]cache.ByObject{&corev1.Namespace{}: {}}},
-	})
+	}
+	whOpts := webhook.Options{Port: o.WebhookPort, CertDir: o.CertDir}
+	var served *SecretCertificate
+	if o.Certificates == SelfManaged {
+		served = &SecretCertificate{Log: o.Log, OnLoad: func(leaf *x509.Certificate, certPEM []byte) {
+			o.Log.Info("serving webhook certificate", zap.String("serial", leaf.SerialNumber.String()),
+				zap.Time("notBefore", leaf.NotBefore), zap.Time("notAfter", leaf.NotAfter))
+			gauge.Set(float64(leaf.NotAfter.Unix()))
+			if err := writeFileAtomic(filepath.Join(o.CertDir, corev1.TLSCertKey), certPEM); err != nil {
+				o.Log.Error("cannot write the served certificate", zap.String("certDir", o.CertDir), zap.Error(err))
+			}
+		}}
+		whOpts.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.GetCertificate = served.GetCertificate }}
+		// The Secret is cached alone (a field selector on its name): the injector reads no other.
+		opts.Cache.ByObject[&corev1.Secret{}] = cache.ByObject{
+			Namespaces: map[string]cache.Config{o.SelfManaged.Namespace: {}},
+			Field:      fields.OneTermEqualSelector("metadata.name", o.SelfManaged.Secret),
+		}
+		opts.LeaderElection = true
+		opts.LeaderElectionID = "podgate-injector-certificates"
+		opts.LeaderElectionNamespace = o.SelfManaged.Namespace
+		// A replica that stops steps down at once, so the other takes over renewal without
+		// waiting for the lease to run out.
+		opts.LeaderElectionReleaseOnCancel = true
+		expiry.Source = "secret " + o.SelfManaged.Namespace + "/" + o.SelfManaged.Secret
+		expiry.WarnBefore = o.SelfManaged.WarnBefore()
+		expiry.Interval = o.SelfManaged.CheckEvery()
+		expiry.NotAfter = func() (time.Time, error) {
+			if leaf := served.Current(); leaf != nil {
+				return leaf.NotAfter, nil
+			}
+			return time.Time{}, ErrNoCertificate
+		}
+	} else {
+		crt := filepath.Join(o.CertDir, corev1.TLSCertKey)
+		expiry.Source, expiry.NotAfter, expiry.WarnBefore = crt, FileNotAfter(crt), CertWarnBefore
+	}
+	opts.WebhookServer = webhook.NewServer(whOpts)
+	mgr, err := manager.New(o.Rest, opts)
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
+	}
+	if served != nil {
+		secrets, err := mgr.GetCache().GetInformer(ctx, &corev1.Secret{})
+		if err != nil {
+			return fmt.Errorf("certificate secret informer: %w", err)
+		}
+		if _, err := secrets.AddEventHandler(served.handler()); err != nil {
+			return err
+		}
+		if err := addRotator(mgr, &o.SelfManaged, o.CertDir); err != nil {
+			return fmt.Errorf("certificate rotator: %w", err)
+		}
+		// Not ready before this replica serves a certificate the caBundle can verify.
+		if err := mgr.AddReadyzCheck("certificate", func(*http.Request) error { return served.Loaded() }); err != nil {
+			return err
+		}
 	}
 	informer, err := mgr.GetCache().GetInformer(ctx, &corev1.Namespace{})
 	if err != nil {
@@ -94,12 +174,20 @@ func Run(ctx context.Context, o ServerOptions) error {
 		Log:              o.Log,
 		Metrics:          m,
 	}
+	api := mgr.GetAPIReader()
+	h.Events = &WorkloadEvents{Recorder: mgr.GetEventRecorderFor("podgate-injector"), Timeout: 5 * time.Second, Log: o.Log,
+		Owner: func(ctx context.Context, namespace string, ref metav1.OwnerReference) *metav1.OwnerReference {
+			// Read without a cache: denials are rare, a cluster-wide ReplicaSet cache is not.
+			obj := &metav1.PartialObjectMetadata{}
+			obj.SetGroupVersionKind(schema.FromAPIVersionAndKind(ref.APIVersion, ref.Kind))
+			if err := api.Get(ctx, client.ObjectKey{Namespace: namespace, Name: ref.Name}, obj); err != nil {
+				o.Log.Info("cannot read the owner of a denied pod", zap.String("kind", ref.Kind), zap.String("owner", ref.Name), zap.Error(err))
+				return nil
+			}
+			return metav1.GetControllerOfNoCopy(obj)
+		}}
 	mgr.GetWebhookServer().Register(Path, &webhook.Admission{Handler: h})
-	gauge, err := NewCertExpiryGauge(metrics.Registry)
-	if err != nil {
-		return err
-	}
-	if err := mgr.Add(&CertExpiry{Path: filepath.Join(o.CertDir, "tls.crt"), Interval: time.Hour, Gauge: gauge, Log: o.Log, Now: time.Now}); err != nil {
+	if err := mgr.Add(expiry); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("ping", healthz.Ping); err != nil {
@@ -117,7 +205,17 @@ func Run(ctx context.Context, o ServerOptions) error {
 	}); err != nil {
 		return err
 	}
-	o.Log.Info("injector starting", zap.Int("webhookPort", o.WebhookPort), zap.String("certDir", o.CertDir),
+	o.Log.Info("injector starting", zap.Int("webhookPort", o.WebhookPort), zap.String("certificates", string(o.Certificates)),
+		zap.String("certDir", o.CertDir),
 		zap.String("sidecarImage", o.Config.Image), zap.Bool("nativeSidecar", o.Config.NativeSidecar))
 	return mgr.Start(ctx)
+}
+
+// writeFileAtomic replaces path in one rename, so a reader never sees half a file.
+func writeFileAtomic(path string, b []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }

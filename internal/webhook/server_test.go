@@ -97,7 +97,7 @@ func TestServerEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- Run(ctx, ServerOptions{WebhookPort: whPort, CertDir: dir,
+		done <- Run(ctx, ServerOptions{WebhookPort: whPort, Certificates: Files, CertDir: dir,
 			HealthAddr: fmt.Sprintf("127.0.0.1:%d", healthPort), MetricsAddr: fmt.Sprintf("127.0.0.1:%d", metricsPort),
 			Config: *testConfig(), Log: zap.NewNop(), Rest: &rest.Config{Host: api.URL}})
 	}()
