@@ -170,19 +170,99 @@ func checkCommon(t *testing.T, objs map[string]object) {
 		get(c, "ports", 0, "name") != "webhook" || get(c, "ports", 0, "containerPort") != float64(9443) {
 		t.Errorf("service 443 → webhook 9443 wiring wrong")
 	}
-	rules, _ := get(objs["ClusterRole/podgate-injector"], "rules").([]any)
-	if len(rules) != 1 || get(rules[0], "resources", 0) != "namespaces" || len(get(rules[0], "verbs").([]any)) != 3 {
-		t.Errorf("RBAC is not least privilege: %v", rules)
-	}
-	for _, v := range get(rules[0], "verbs").([]any) {
-		if !slices.Contains([]any{"get", "list", "watch"}, v) {
-			t.Errorf("RBAC verb %v", v)
-		}
+	checkRBAC(t, objs)
+	if get(objs["ValidatingAdmissionPolicyBinding/podgate-opted-in-pods-are-injected"], "spec", "validationActions", 0) != "Deny" ||
+		get(objs["ValidatingAdmissionPolicy/podgate-opted-in-pods-are-injected"], "spec", "failurePolicy") != "Fail" {
+		t.Errorf("the opted-in-pods policy does not deny")
 	}
 	for name, o := range objs {
-		if ns := get(o, "metadata", "namespace"); ns != nil && ns != "podgate-system" {
+		ns := get(o, "metadata", "namespace")
+		if ns != nil && ns != "podgate-system" {
 			t.Errorf("%s lands in namespace %v", name, ns)
 		}
+		if clusterScoped[get(o, "kind").(string)] && ns != nil {
+			t.Errorf("cluster-scoped %s has namespace %v", name, ns)
+		}
+	}
+}
+
+var clusterScoped = map[string]bool{"Namespace": true, "ClusterRole": true, "ClusterRoleBinding": true, "MutatingWebhookConfiguration": true,
+	"ValidatingAdmissionPolicy": true, "ValidatingAdmissionPolicyBinding": true}
+
+// rule is one RBAC rule, flattened for comparison.
+type rule struct{ groups, resources, names, verbs string }
+
+func rulesOf(o object) []rule {
+	var out []rule
+	join := func(v any) string {
+		var parts []string
+		for _, x := range asSlice(v) {
+			parts = append(parts, x.(string))
+		}
+		return strings.Join(parts, ",")
+	}
+	for _, r := range asSlice(get(o, "rules")) {
+		out = append(out, rule{join(get(r, "apiGroups")), join(get(r, "resources")), join(get(r, "resourceNames")), join(get(r, "verbs"))})
+	}
+	return out
+}
+
+func asSlice(v any) []any { s, _ := v.([]any); return s }
+
+// checkRBAC pins the injector's permissions: every write is narrowed to a name or to events, and
+// nothing reads Secrets outside its namespace.
+func checkRBAC(t *testing.T, objs map[string]object) {
+	want := map[string][]rule{
+		"ClusterRole/podgate-injector": {
+			{"", "namespaces", "", "get,list,watch"},
+			{"admissionregistration.k8s.io", "mutatingwebhookconfigurations", "", "get,list,watch"},
+			{"admissionregistration.k8s.io", "mutatingwebhookconfigurations", "podgate-injector", "update"},
+			{"apps", "replicasets", "", "get"},
+			{"batch", "jobs", "", "get"},
+			{",events.k8s.io", "events", "", "create,patch"},
+		},
+		"Role/podgate-injector": {
+			{"", "secrets", "", "get,list,watch"},
+			{"", "secrets", "podgate-injector-cert", "update"},
+			{"coordination.k8s.io", "leases", "", "get,list,watch,create,update,patch"},
+		},
+	}
+	for name, rules := range want {
+		if got := rulesOf(objs[name]); !slices.Equal(got, rules) {
+			t.Errorf("%s rules\n got %v\nwant %v", name, got, rules)
+		}
+	}
+	if get(objs["RoleBinding/podgate-injector"], "subjects", 0, "name") != "podgate-injector" {
+		t.Errorf("Role not bound to the injector")
+	}
+}
+
+// TestBaseManagesItsOwnCertificate: the base is a complete install, so it needs no TLS Secret from
+// anyone; the overlays that bring their own certificate switch the injector to files.
+func TestBaseManagesItsOwnCertificate(t *testing.T) {
+	root := scratchCopy(t)
+	args := func(objs map[string]object) []any {
+		return asSlice(get(objs["Deployment/podgate-injector"], "spec", "template", "spec", "containers", 0, "args"))
+	}
+	base := objects(t, render(t, root, "base"))
+	if !slices.Contains(args(base), any("--certificates=self-managed")) || base["Secret/podgate-injector-cert"] == nil ||
+		get(base["Deployment/podgate-injector"], "spec", "template", "spec", "volumes", 0, "emptyDir") == nil {
+		t.Errorf("base is not self-managed: args %v", args(base))
+	}
+	if b := get(base["MutatingWebhookConfiguration/podgate-injector"], "webhooks", 0, "clientConfig", "caBundle"); b != nil {
+		t.Errorf("base ships a caBundle %v; the injector writes it", b)
+	}
+	for _, d := range []string{"overlays/dev", "overlays/cert-manager"} {
+		objs := objects(t, render(t, root, d))
+		spec := get(objs["Deployment/podgate-injector"], "spec", "template", "spec")
+		if !slices.Contains(args(objs), any("--certificates=files")) || slices.Contains(args(objs), any("--certificates=self-managed")) ||
+			get(spec, "volumes", 0, "secret", "secretName") != "podgate-injector-tls" || get(spec, "containers", 0, "volumeMounts", 0, "readOnly") != true {
+			t.Errorf("%s does not serve the files: args %v, volumes %v", d, args(objs), get(spec, "volumes"))
+		}
+	}
+	e2e := objects(t, render(t, root, "overlays/e2e"))
+	if !slices.Contains(args(e2e), any("--certificates=self-managed")) || !slices.Contains(args(e2e), any("--cert-lifetime=4m")) {
+		t.Errorf("e2e overlay args %v", args(e2e))
 	}
 }
 

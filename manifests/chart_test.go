@@ -1,0 +1,125 @@
+package manifests
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/yaml"
+)
+
+// One source of truth: the Helm chart renders, object for object and field for field, what the
+// kustomizations hold. Comments and document order aside, a difference fails here.
+//
+// The helm binary comes from PODGATE_HELM, which `make test` sets after building helm from the Go
+// module proxy into a cache outside the repository.
+func helm(t *testing.T) string {
+	t.Helper()
+	h := os.Getenv("PODGATE_HELM")
+	if h == "" {
+		t.Skip("PODGATE_HELM is not set (make test builds helm and sets it)")
+	}
+	return h
+}
+
+// helmTemplate renders charts/podgate into the podgate-system namespace, with the Namespace.
+func helmTemplate(t *testing.T, args ...string) map[string]object {
+	t.Helper()
+	cmd := exec.Command(helm(t), append([]string{"template", "podgate", "../charts/podgate", "--namespace", "podgate-system",
+		"--set", "namespace.create=true"}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("helm template %v: %v\n%s", args, err, stderr.String())
+	}
+	objs := map[string]object{}
+	for _, doc := range strings.Split(string(out), "\n---") {
+		var o object
+		if err := yaml.Unmarshal([]byte(doc), &o); err != nil {
+			t.Fatalf("helm output: %v\n%s", err, doc)
+		}
+		if o == nil {
+			continue
+		}
+		key := get(o, "kind").(string) + "/" + get(o, "metadata", "name").(string)
+		if objs[key] != nil {
+			t.Fatalf("helm renders %s twice", key)
+		}
+		objs[key] = o
+	}
+	return objs
+}
+
+func TestChartRendersTheManifests(t *testing.T) {
+	root := scratchCopy(t)
+	values, err := filepath.Abs("../test/e2e/testdata/chart-values.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		dir  string
+		args []string
+	}{
+		{"base", nil},
+		{"overlays/cert-manager", []string{"--set", "certificates.mode=cert-manager"}},
+		{"overlays/e2e", []string{"--values", values}},
+	} {
+		t.Run(c.dir, func(t *testing.T) {
+			want := objects(t, render(t, root, c.dir))
+			got := helmTemplate(t, c.args...)
+			for _, k := range sortedKeys(want) {
+				if got[k] == nil {
+					t.Errorf("chart lacks %s", k)
+				} else if !reflect.DeepEqual(got[k], want[k]) {
+					g, _ := yaml.Marshal(got[k])
+					w, _ := yaml.Marshal(want[k])
+					t.Errorf("%s differs\n--- chart\n%s\n--- %s\n%s", k, g, c.dir, w)
+				}
+			}
+			for _, k := range sortedKeys(got) {
+				if want[k] == nil {
+					t.Errorf("chart renders %s, %s does not", k, c.dir)
+				}
+			}
+		})
+	}
+}
+
+// TestChartOptions: what only the chart offers renders as documented in values.yaml.
+func TestChartOptions(t *testing.T) {
+	objs := helmTemplate(t, "--set", "metrics.serviceMonitor.enabled=true", "--set", "policy.enabled=false",
+		"--set", "injector.replicas=3", "--set", "certificates.mode=cert-manager",
+		"--set", "certificates.certManager.issuerRef.name=corp-ca", "--set", "certificates.certManager.issuerRef.kind=ClusterIssuer")
+	if get(objs["ServiceMonitor/podgate-injector"], "spec", "endpoints", 0, "port") != "metrics" ||
+		get(objs["Service/podgate-injector-metrics"], "spec", "ports", 0, "targetPort") != "metrics" {
+		t.Error("ServiceMonitor or its Service missing")
+	}
+	if objs["ValidatingAdmissionPolicy/podgate-opted-in-pods-are-injected"] != nil {
+		t.Error("policy rendered though disabled")
+	}
+	if get(objs["Deployment/podgate-injector"], "spec", "replicas") != float64(3) {
+		t.Error("replicas not applied")
+	}
+	if get(objs["Certificate/podgate-injector"], "spec", "issuerRef", "kind") != "ClusterIssuer" || objs["Issuer/podgate-ca"] != nil {
+		t.Error("own issuer not used")
+	}
+	cmd := exec.Command(helm(t), "template", "podgate", "../charts/podgate", "--set", "certificates.mode=vault")
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "certificates.mode must be") {
+		t.Errorf("unknown certificates.mode accepted: %s", out)
+	}
+}
+
+func sortedKeys(m map[string]object) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
