@@ -15,6 +15,12 @@ BENCHTIME    ?= 1s
 FUZZTIME     ?= 10s
 SOAK_DURATION ?= 10m
 
+# helm for the chart's lint and template in make test (and the e2e's chart install): built from the
+# Go module proxy into a cache outside the repository, once per version.
+HELM_VERSION ?= v4.3.2
+TOOLS        ?= $(or $(PODGATE_TOOLS),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/podgate-tools)
+HELM         := $(TOOLS)/helm-$(HELM_VERSION)/helm
+
 CMDS       := $(notdir $(patsubst %/,%,$(wildcard cmd/*/)))
 BINARIES   := $(addprefix bin/,$(CMDS))
 DOCKERFILES := $(wildcard Dockerfile.*)
@@ -37,9 +43,18 @@ bin/%: FORCE
 FORCE:
 
 .PHONY: test
-test: ## Run every test (with the race detector where it is cheap)
-	$(GO) test ./...
+test: $(HELM) ## Run every test (with the race detector where it is cheap), helm lint and template of the chart
+	$(HELM) lint --strict charts/podgate
+	$(HELM) template podgate charts/podgate --namespace podgate-system >/dev/null
+	PODGATE_HELM=$(HELM) $(GO) test ./...
 	$(GO) test -race ./internal/...
+
+$(HELM):
+	GOBIN=$(dir $@) $(GO) install helm.sh/helm/v4/cmd/helm@$(HELM_VERSION)
+
+.PHONY: helm
+helm: $(HELM) ## Build helm (HELM_VERSION) into the tools cache and print its path
+	@echo $(HELM)
 
 .PHONY: lint
 lint: ## gofmt and go vet
