@@ -29,6 +29,9 @@ test)
 	# panic, SIGKILL), teardown runs here; on a clean exit it finds nothing left and does nothing.
 	trap down EXIT
 	rm -rf "$logs" && mkdir -p "$logs"
+	# helm for the chart install, built from the Go module proxy into the e2e cache once per version.
+	PODGATE_HELM=$(make --no-print-directory -s helm TOOLS="$cache/tools")
+	export PODGATE_HELM
 	# PODGATE_E2E_RUN: a go test -run pattern, to run a subset while developing (the stack comes up all the same).
 	go test -tags e2e -count=1 -v -timeout "${PODGATE_E2E_TIMEOUT:-45m}" ${PODGATE_E2E_RUN:+-run "$PODGATE_E2E_RUN"} ./test/e2e/ 2>&1 | tee -i "$logs/e2e-test.log" # -i: Ctrl-C must not cut the teardown's output
 	;;

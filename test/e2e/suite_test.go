@@ -222,7 +222,9 @@ func portByName(ports []corev1.ContainerPort, name string) int32 {
 	return 0
 }
 
-// 3. An unlabelled namespace, and an opted-out or silent pod in a labelled one: untouched.
+// 3. An opted-out or silent pod in a labelled namespace, a silent one in an unlabelled namespace:
+// untouched. An opted-in pod in an unlabelled namespace is refused by the ValidatingAdmissionPolicy
+// (it would run unprotected), with the label to set in the message.
 func TestPodsNotOptedInAreUntouched(t *testing.T) {
 	ctx := suiteCtx
 	kube := suite.Kube
@@ -234,8 +236,14 @@ func TestPodsNotOptedInAreUntouched(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { deleteNamespace(kube, plainNS); deleteNamespace(kube, labelledNS) })
+	app := framework.EchoApp{Namespace: plainNS, Name: "opted-in", Replicas: 1}.Deployment()
+	_, err := kube.Client.CoreV1().Pods(plainNS).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "opted-in", Namespace: plainNS,
+		Annotations: map[string]string{framework.AnnotationInject: "true"}}, Spec: app.Spec.Template.Spec}, metav1.CreateOptions{})
+	if want := "kubectl label namespace " + plainNS + " podgate.io/injection=enabled"; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("opted-in pod in an unlabelled namespace: err = %v, want a refusal naming %q", err, want)
+	}
 	cases := []struct{ name, ns, inject string }{
-		{"opted-in-but-namespace-not-labelled", plainNS, "true"},
+		{"silent-in-unlabelled-namespace", plainNS, ""},
 		{"opted-out", labelledNS, "false"},
 		{"no-annotation", labelledNS, ""},
 	}
@@ -640,13 +648,14 @@ func TestFailClosedWithoutInjector(t *testing.T) {
 		t.Logf("rejected as expected: %s", msg)
 	}
 
-	// Elsewhere pods are still created and run: kube-system, and a namespace without the label.
+	// Elsewhere pods are still created and run: kube-system, and a namespace without the label
+	// (not opted in: an opted-in pod there is refused by the policy, TestPodsNotOptedInAreUntouched).
 	const plainNS = "e2e-fail-closed-plain"
 	if err := kube.EnsureNamespace(ctx, plainNS, nil); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { deleteNamespace(kube, plainNS) })
-	for _, p := range []*corev1.Pod{pod("e2e-unaffected", "kube-system", true), pod("unaffected", plainNS, true)} {
+	for _, p := range []*corev1.Pod{pod("e2e-unaffected", "kube-system", false), pod("unaffected", plainNS, false)} {
 		_ = kube.Client.CoreV1().Pods(p.Namespace).Delete(ctx, p.Name, metav1.DeleteOptions{})
 		if _, err := kube.Client.CoreV1().Pods(p.Namespace).Create(ctx, p, metav1.CreateOptions{}); err != nil {
 			t.Errorf("pod in %s: %v", p.Namespace, err)

@@ -8,25 +8,23 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
-	"github.com/podgate/podgate/internal/devcerts"
 )
 
 // DeployInjector deploys the injector from manifests/overlays/e2e, as a user would with
-// kubectl apply -k, and waits until the API server really sends it pods.
+// kubectl apply -k: no certificate prepared, the injector issues its own. It waits until the API
+// server really sends it pods.
 func (s *Stack) DeployInjector(ctx context.Context) error {
-	overlay := filepath.Join(s.Root, "manifests", "overlays", "e2e")
-	// The e2e overlay builds on the dev overlay, which reads the webhook's TLS files from there:
-	// the same development CA `make certs` makes (kept when still valid).
-	if _, err := devcerts.Ensure(devcerts.Options{
-		Dir: filepath.Join(s.Root, "manifests", "overlays", "dev", "certs"), Service: InjectorService,
-		Namespace: InjectorNamespace, Validity: 30 * 24 * time.Hour, RenewBefore: 24 * time.Hour,
-	}); err != nil {
-		return fmt.Errorf("webhook certificates: %w", err)
-	}
-	if _, err := s.Kube.Run(ctx, "", "apply", "-k", overlay); err != nil {
+	if _, err := s.Kube.Run(ctx, "", "apply", "-k", s.E2EOverlay()); err != nil {
 		return err
 	}
+	return s.WaitInjector(ctx)
+}
+
+// E2EOverlay is manifests/overlays/e2e.
+func (s *Stack) E2EOverlay() string { return filepath.Join(s.Root, "manifests", "overlays", "e2e") }
+
+// WaitInjector waits for every injector replica to be ready and the API server to call it.
+func (s *Stack) WaitInjector(ctx context.Context) error {
 	deployment, err := s.Kube.Client.AppsV1().Deployments(InjectorNamespace).Get(ctx, InjectorDeployment, metav1.GetOptions{})
 	if err != nil {
 		return err
@@ -89,6 +87,12 @@ const (
 	InjectorImage      = "podgate.local/injector:e2e"
 	// InjectorWebhookConfig is the MutatingWebhookConfiguration's name.
 	InjectorWebhookConfig = "podgate-injector"
+	// InjectorCertSecret holds the self-managed CA and serving certificate.
+	InjectorCertSecret = "podgate-injector-cert"
+	// InjectorLease elects the replica that renews the certificates.
+	InjectorLease = "podgate-injector-certificates"
+	// OptedInPolicy is the ValidatingAdmissionPolicy (and its binding) refusing uninjected pods.
+	OptedInPolicy = "podgate-opted-in-pods-are-injected"
 )
 
 // WaitWebhookServing waits until the API server really runs pods through the injector: a
