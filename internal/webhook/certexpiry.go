@@ -61,6 +61,10 @@ func NewCertExpiryGauge(reg prometheus.Registerer) (prometheus.Gauge, error) {
 // Check reads the certificate once, updates the gauge and logs when it is close to or past expiry.
 func (c *CertExpiry) Check() (time.Time, error) {
 	notAfter, err := c.NotAfter()
+	if errors.Is(err, ErrNoCertificate) {
+		// Self-managed, before the first certificate arrived: readiness holds the replica back.
+		return time.Time{}, err
+	}
 	if err != nil {
 		c.Log.Error("cannot read webhook certificate", zap.String("source", c.Source), zap.Error(err))
 		return time.Time{}, err

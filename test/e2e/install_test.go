@@ -279,7 +279,7 @@ func TestInjectorCheck(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		injected.ResourceVersion, injected.UID = "", ""
+		injected.ResourceVersion, injected.UID, injected.ManagedFields = "", "", nil
 		found := false
 		for i := range injected.Spec.InitContainers {
 			if injected.Spec.InitContainers[i].Name == "podgate-proxy" {
