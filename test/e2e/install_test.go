@@ -300,7 +300,9 @@ func TestInjectorCheck(t *testing.T) {
 	})
 
 	t.Run("node without the capture agent", func(t *testing.T) {
-		daemonsets := kube.Client.AppsV1().DaemonSets(framework.InjectorNamespace)
+		// manifests/cni installs the agent in kube-system (its hostPath volumes need a privileged namespace).
+		const agentNS = "kube-system"
+		daemonsets := kube.Client.AppsV1().DaemonSets(agentNS)
 		// The capture agent may be installed; if not, a stand-in DaemonSet under its name shows the
 		// check's view of the nodes. Either way, a nodeSelector no node has keeps it off every node.
 		const name = "podgate-cni"
@@ -324,7 +326,7 @@ func TestInjectorCheck(t *testing.T) {
 			}
 		} else {
 			labels := map[string]string{"app.kubernetes.io/name": name}
-			ds = &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: framework.InjectorNamespace},
+			ds = &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: agentNS},
 				Spec: appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: labels},
 					Template: corev1.PodTemplateSpec{ObjectMeta: metav1.ObjectMeta{Labels: labels}, Spec: corev1.PodSpec{
 						NodeSelector: map[string]string{"podgate.io/e2e-no-such-node": "true"},
@@ -341,7 +343,7 @@ func TestInjectorCheck(t *testing.T) {
 		}
 		// Wait until the agent pods are gone from the node (an installed agent was running there).
 		err = framework.Eventually(ctx, time.Minute, time.Second, "agent pods leaving the node", func(ctx context.Context) (bool, string, error) {
-			pods, err := kube.Client.CoreV1().Pods(framework.InjectorNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=" + name})
+			pods, err := kube.Client.CoreV1().Pods(agentNS).List(ctx, metav1.ListOptions{LabelSelector: "app.kubernetes.io/name=" + name})
 			if err != nil {
 				return false, err.Error(), nil
 			}
