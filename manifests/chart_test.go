@@ -2,6 +2,7 @@ package manifests
 
 import (
 	"bytes"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -69,9 +70,13 @@ func TestChartRendersTheManifests(t *testing.T) {
 		{"base", nil},
 		{"overlays/cert-manager", []string{"--set", "certificates.mode=cert-manager"}},
 		{"overlays/e2e", []string{"--values", values}},
+		{"base+cni", []string{"--set", "capture.enabled=true"}},
 	} {
 		t.Run(c.dir, func(t *testing.T) {
-			want := objects(t, render(t, root, c.dir))
+			want := map[string]object{}
+			for _, dir := range strings.Split(c.dir, "+") {
+				maps.Copy(want, objects(t, render(t, root, dir)))
+			}
 			got := helmTemplate(t, c.args...)
 			for _, k := range sortedKeys(want) {
 				if got[k] == nil {
