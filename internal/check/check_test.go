@@ -33,8 +33,14 @@ type install struct {
 // Secret, a ready Deployment, an enabled namespace with one current injected pod of a ReplicaSet.
 func goodInstall(t *testing.T) *install {
 	t.Helper()
+	return installWithCertificate(t, time.Hour)
+}
+
+// installWithCertificate is goodInstall with a serving certificate issued now for validity.
+func installWithCertificate(t *testing.T, validity time.Duration) *install {
+	t.Helper()
 	dir := t.TempDir()
-	if _, err := devcerts.Ensure(devcerts.Options{Dir: dir, Service: "podgate-injector", Namespace: ns, Validity: time.Hour}); err != nil {
+	if _, err := devcerts.Ensure(devcerts.Options{Dir: dir, Service: "podgate-injector", Namespace: ns, Validity: validity}); err != nil {
 		t.Fatal(err)
 	}
 	ca, _ := os.ReadFile(filepath.Join(dir, devcerts.CAFile))
@@ -208,6 +214,29 @@ func TestExpiredCertificate(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("expired certificate not reported: %q", fails)
+	}
+}
+
+// TestShortLivedCertificate: a four-minute certificate (the e2e's lifetime), started an hour before
+// its issue like the rotator's, is fine a minute in and late for renewal with under a minute left.
+func TestShortLivedCertificate(t *testing.T) {
+	in := installWithCertificate(t, 4*time.Minute)
+	issued := time.Now()
+	for _, c := range []struct {
+		after time.Duration
+		want  Status
+	}{{time.Minute, OK}, {3*time.Minute + 30*time.Second, Warn}} {
+		o := DefaultOptions()
+		o.Now = func() time.Time { return issued.Add(c.after) }
+		var got []Finding
+		for _, f := range (&Checker{Kube: fake.NewClientset(in.objs...), Opts: o}).Run(context.Background()) {
+			if f.Area == "certificate" && strings.HasPrefix(f.Msg, "serving certificate ") {
+				got = append(got, f)
+			}
+		}
+		if len(got) != 1 || got[0].Status != c.want {
+			t.Errorf("%s after issue: %v, want one %s finding on its expiry", c.after, got, c.want)
+		}
 	}
 }
 
