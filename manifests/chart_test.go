@@ -71,6 +71,7 @@ func TestChartRendersTheManifests(t *testing.T) {
 		{"overlays/cert-manager", []string{"--set", "certificates.mode=cert-manager"}},
 		{"overlays/e2e", []string{"--values", values}},
 		{"base+cni", []string{"--set", "capture.enabled=true"}},
+		{"base+forward-auth", []string{"--set", "forwardAuth.enabled=true"}},
 	} {
 		t.Run(c.dir, func(t *testing.T) {
 			want := map[string]object{}
@@ -113,6 +114,17 @@ func TestChartOptions(t *testing.T) {
 	}
 	if get(objs["Certificate/podgate-injector"], "spec", "issuerRef", "kind") != "ClusterIssuer" || objs["Issuer/podgate-ca"] != nil {
 		t.Error("own issuer not used")
+	}
+	// forward-auth in the release's namespace: no second Namespace, its own Secret name and flags.
+	objs = helmTemplate(t, "--set", "forwardAuth.enabled=true", "--set", "forwardAuth.namespace=podgate-system",
+		"--set", "forwardAuth.secretName=sso", "--set", "forwardAuth.extraArgs={--pass-id-token}")
+	fa := objs["Deployment/podgate-forward-auth"]
+	if get(fa, "metadata", "namespace") != "podgate-system" || objs["Namespace/podgate"] != nil {
+		t.Error("forward-auth not in the release namespace, or its own Namespace rendered")
+	}
+	if get(fa, "spec", "template", "spec", "containers", 0, "env", 0, "valueFrom", "secretKeyRef", "name") != "sso" ||
+		get(fa, "spec", "template", "spec", "containers", 0, "args", 2) != "--pass-id-token" {
+		t.Error("forward-auth secretName or extraArgs not applied")
 	}
 	cmd := exec.Command(helm(t), "template", "podgate", "../charts/podgate", "--set", "certificates.mode=vault")
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "certificates.mode must be") {
