@@ -16,9 +16,12 @@ FUZZTIME     ?= 10s
 SOAK_DURATION ?= 10m
 
 # helm for the chart's lint and template in make test (and the e2e's chart install): built from the
-# Go module proxy into a cache outside the repository, once per version.
+# Go module proxy into a cache outside the repository, once per version. As root (CI, make e2e) the
+# cache is the e2e's, beside the Kubernetes and Traefik builds (test/e2e/run.sh); otherwise the
+# user's cache directory.
 HELM_VERSION ?= v4.3.2
-TOOLS        ?= $(or $(PODGATE_TOOLS),$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/podgate-tools)
+E2E_CACHE    ?= $(or $(PODGATE_E2E_CACHE),$(or $(XDG_CACHE_HOME),/var/cache)/podgate-e2e)
+TOOLS        ?= $(or $(PODGATE_TOOLS),$(if $(filter 0,$(shell id -u)),$(E2E_CACHE)/tools,$(or $(XDG_CACHE_HOME),$(HOME)/.cache)/podgate-tools))
 HELM         := $(TOOLS)/helm-$(HELM_VERSION)/helm
 
 CMDS       := $(notdir $(patsubst %/,%,$(wildcard cmd/*/)))
