@@ -491,6 +491,7 @@ func TestUninstallAndChartInstall(t *testing.T) {
 	})
 
 	// kustomize, as docs/install.md says.
+	start := time.Now()
 	for _, args := range [][]string{
 		{"delete", "mutatingwebhookconfiguration", framework.InjectorWebhookConfig},
 		{"delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", framework.OptedInPolicy},
@@ -501,10 +502,12 @@ func TestUninstallAndChartInstall(t *testing.T) {
 		}
 	}
 	uninstalled(ctx, t)
+	kustomizeGone := time.Since(start)
 	podsCreateIn(ctx, t, ns, "after-kustomize")
 
 	// The chart, with the values that match the e2e overlay (manifests/chart_test.go).
 	values := filepath.Join(suite.Root, "test", "e2e", "testdata", "chart-values.yaml")
+	start = time.Now()
 	helm(ctx, t, "install", "podgate", filepath.Join(suite.Root, "charts", "podgate"), "--namespace", framework.InjectorNamespace,
 		"--create-namespace", "--values", values, "--wait", "--timeout", "3m")
 	if _, err := kube.Run(ctx, "", "label", "namespace", framework.InjectorNamespace, framework.LabelPSAEnforce+"="+framework.PSARestricted); err != nil {
@@ -513,6 +516,7 @@ func TestUninstallAndChartInstall(t *testing.T) {
 	if err := suite.WaitInjector(ctx); err != nil {
 		t.Fatal(err)
 	}
+	chartServing := time.Since(start)
 	expectCheckClean(ctx, t)
 	// The policy came with the chart: an opted-in pod in an unlabelled namespace is refused.
 	const plainNS = "e2e-uninstall-plain"
@@ -527,12 +531,16 @@ func TestUninstallAndChartInstall(t *testing.T) {
 		t.Errorf("opted-in pod in an unlabelled namespace under the chart's policy: %v", err)
 	}
 
+	start = time.Now()
 	helm(ctx, t, "uninstall", "podgate", "--namespace", framework.InjectorNamespace, "--wait")
 	if _, err := kube.Run(ctx, "", "delete", "namespace", framework.InjectorNamespace, "--ignore-not-found"); err != nil {
 		t.Fatal(err)
 	}
 	uninstalled(ctx, t)
+	helmGone := time.Since(start)
 	podsCreateIn(ctx, t, ns, "after-helm")
+	note("uninstall: kustomize %s and helm uninstall %s until nothing of podgate was left, pods created in the formerly enabled namespace after each; helm install to the API server calling the injector %s",
+		kustomizeGone.Round(100*time.Millisecond), helmGone.Round(100*time.Millisecond), chartServing.Round(100*time.Millisecond))
 
 	if err := suite.DeployInjector(ctx); err != nil {
 		t.Fatal(err)
