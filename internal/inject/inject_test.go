@@ -10,6 +10,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/pod-security-admission/api"
 	"k8s.io/pod-security-admission/policy"
@@ -425,5 +426,100 @@ func TestDuplicatedPortsDenied(t *testing.T) {
 	pod.Annotations[AnnotationPorts] = strings.Repeat("http,8080,", 1000) + "http"
 	if _, rep, err := Inject(pod, enabledNS(nil), testConfig()); err != nil || len(rep.Status.Ports) != 1 {
 		t.Fatalf("repeated token: %v", err)
+	}
+}
+
+// TestProbeTargetsAreWhatTheSidecarParses: Inject builds the sidecar's probe and proxy options as
+// typed values; the arguments rendered from them must parse back, in the sidecar, into the same
+// values, and the status must record the same targets.
+func TestProbeTargetsAreWhatTheSidecarParses(t *testing.T) {
+	svc := "grpc.health.v1.Health"
+	for name, probe := range map[string]*corev1.Probe{
+		"http path":       {ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("http")}}},
+		"http relative":   {ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "healthz", Port: intstr.FromInt32(8080)}}},
+		"http query":      {ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/check?deep=1&x=%2F", Port: intstr.FromInt32(8080)}}},
+		"http escaped":    {ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/a%2Fb/c d", Port: intstr.FromInt32(8080)}}},
+		"https":           {ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/", Port: intstr.FromInt32(8080), Scheme: corev1.URISchemeHTTPS}}},
+		"tcp":             {ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromString("http")}}},
+		"grpc":            {ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: 8080}}},
+		"grpc service":    {ProbeHandler: corev1.ProbeHandler{GRPC: &corev1.GRPCAction{Port: 8080, Service: &svc}}},
+		"unprotected num": {ProbeHandler: corev1.ProbeHandler{TCPSocket: &corev1.TCPSocketAction{Port: intstr.FromInt32(9999)}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			pod := validPod()
+			pod.Spec.Containers[0].ReadinessProbe = probe
+			out, rep, err := Inject(pod, nil, testConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			o := sidecarArgs(t, out)
+			var want []options.Probe
+			for _, p := range rep.Status.Probes {
+				want = append(want, p.option())
+			}
+			if name == "unprotected num" {
+				if len(want) != 0 || len(o.Probes) != 0 {
+					t.Fatalf("a probe of an unprotected port was rewritten: %+v", rep.Status.Probes)
+				}
+				return
+			}
+			// Compared as text: the sidecar's URL is the parse of the text, which drops the raw
+			// form of a path that is not a valid encoding of it.
+			if len(want) != 1 || len(o.Probes) != 1 || o.Probes[0].String() != want[0].String() {
+				t.Fatalf("sidecar parses probes %+v, injector built %+v", o.Probes, want)
+			}
+			var st Status
+			if err := json.Unmarshal([]byte(out.Annotations[AnnotationStatus]), &st); err != nil {
+				t.Fatal(err)
+			}
+			if got := st.Probes[0].Target.String(); got != want[0].Target.String() {
+				t.Fatalf("status target %q, sidecar target %q", got, want[0].Target)
+			}
+			if !reflect.DeepEqual(o.Proxies, []options.Proxy{rep.Status.Ports[0].proxy()}) {
+				t.Fatalf("sidecar parses proxies %+v, status records %+v", o.Proxies, rep.Status.Ports)
+			}
+		})
+	}
+}
+
+// TestBadProbePathIsAProblem: a probe path that is no request URI is reported on the probe, not
+// passed to the sidecar.
+func TestBadProbePathIsAProblem(t *testing.T) {
+	pod := validPod()
+	pod.Spec.Containers[0].LivenessProbe = &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/a%zz", Port: intstr.FromInt32(8080)}}}
+	_, _, err := Inject(pod, nil, testConfig())
+	e, ok := AsError(err)
+	if !ok || len(e.Problems) != 1 || e.Problems[0].Key != "spec.containers[web].livenessProbe" || e.Problems[0].Value != "/a%zz" {
+		t.Fatalf("error = %v", err)
+	}
+}
+
+// TestOptionErrorsNameTheAnnotation: a sidecar flag problem lands on the annotation that sets the
+// flag; a missing value names no source and says where to set it.
+func TestOptionErrorsNameTheAnnotation(t *testing.T) {
+	pod := validPod()
+	pod.Annotations[AnnotationAllowedRoles] = "a:b:c"
+	cfg := testConfig()
+	cfg.ClientID = ""
+	_, _, err := Inject(pod, enabledNS(map[string]string{AnnotationIssuerURL: "ftp://x"}), cfg)
+	e, ok := AsError(err)
+	if !ok {
+		t.Fatalf("error = %v", err)
+	}
+	got := map[string]Problem{}
+	for _, p := range e.Problems {
+		got[p.Key] = p
+	}
+	if p := got[AnnotationAllowedRoles]; p.Source != fromPod || !strings.Contains(p.Msg, "--"+options.FlagAllowedRole) {
+		t.Errorf("allowed roles problem = %+v", p)
+	}
+	if p := got[AnnotationIssuerURL]; p.Source != fromNamespace || !strings.Contains(p.Msg, "not an absolute") {
+		t.Errorf("issuer problem = %+v", p)
+	}
+	if p := got[AnnotationClientID]; p.Source != "" || !strings.Contains(p.Msg, "is required; set the annotation") {
+		t.Errorf("client id problem = %+v", p)
+	}
+	if len(e.Problems) != 3 {
+		t.Errorf("problems = %v", e.Problems)
 	}
 }

@@ -1,6 +1,7 @@
 package inject
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 
@@ -237,8 +238,8 @@ var flagKeys = map[string]string{
 	options.FlagCookieSecure:       AnnotationCookieSecure,
 }
 
-// addOptionErrors turns the sidecar options' validation errors ("--flag: message") into problems
-// naming the annotation behind each flag.
+// addOptionErrors turns the sidecar options' validation errors (each an *options.FlagError) into
+// problems naming the annotation behind each flag.
 func (s *settings) addOptionErrors(err error, ps *problems) {
 	if err == nil {
 		return
@@ -248,17 +249,22 @@ func (s *settings) addOptionErrors(err error, ps *problems) {
 		errs = j.Unwrap()
 	}
 	for _, e := range errs {
-		msg := e.Error()
-		flag, rest, _ := strings.Cut(strings.TrimPrefix(msg, "--"), ": ")
-		key, ok := flagKeys[flag]
-		if !ok {
-			key = "--" + flag
+		var fe *options.FlagError
+		if !errors.As(e, &fe) {
+			ps.add("sidecar options", "", "", "%v", e)
+			continue
 		}
-		src := s.source[key]
-		if rest == "is required" {
-			rest += "; set the annotation on the pod or its namespace, or the injector config"
+		key, ok := flagKeys[fe.Flag]
+		if !ok {
+			key = "--" + fe.Flag
+		}
+		src, msg := s.source[key], fe.Err.Error()
+		// A missing value is set where the defaults live, so the message says where, and names
+		// no source: the value came from nowhere.
+		if errors.Is(fe.Err, options.ErrRequired) {
+			msg += "; set the annotation on the pod or its namespace, or the injector config"
 			src = ""
 		}
-		ps.add(key, src, "", "(sidecar flag --%s) %s", flag, rest)
+		ps.add(key, src, "", "(sidecar flag --%s) %s", fe.Flag, msg)
 	}
 }

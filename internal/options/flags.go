@@ -5,55 +5,115 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/spf13/pflag"
 
 	"github.com/podgate/podgate/internal/route"
 )
 
+// flagDef is one sidecar flag: its name, its help, and the field of an Options it binds. AddFlags
+// and Args both walk flagDefs, so which flag sets which field is written down once.
+type flagDef struct {
+	name  string
+	usage string
+	bind  func(o *Options) pflag.Value
+}
+
+// flagDefs lists every flag. A back-quoted word in the usage names the value in the help.
+var flagDefs = []flagDef{
+	{FlagProxy, "protected listener `LISTEN=UPSTREAM`, e.g. :4180=http://127.0.0.1:8080, or h2c://127.0.0.1:9090 for an app that speaks only HTTP/2 cleartext (repeatable); none means forward-auth only",
+		func(o *Options) pflag.Value { return newList(&o.Proxies, ParseProxy, Proxy.String) }},
+	{FlagRoute, "route by identity: `'MATCH => UPSTREAM'`, MATCH * or user=,group=,role=,email= conditions joined by ',' (all must hold), UPSTREAM an http(s) URL whose host labels may hold {user}, {preferred_username} or {sub} (repeatable, ordered; first match wins)",
+		func(o *Options) pflag.Value { return newList(&o.Routes, route.Parse, route.Rule.String) }},
+	{FlagAdminAddr, "address for /ping, /ready, /metrics and probe pass-through (never expose it)",
+		func(o *Options) pflag.Value { return (*stringValue)(&o.AdminAddr) }},
+	{FlagForwardAuthAddr, "address for forward-auth (/oauth2/auth and login endpoints); default :4180 when there is no --proxy",
+		func(o *Options) pflag.Value { return (*stringValue)(&o.ForwardAuthAddr) }},
+	{FlagProbe, "app probe re-served on the admin port as /probe/NAME: `NAME=URL` (http|https|tcp|grpc on loopback; repeatable)",
+		func(o *Options) pflag.Value { return newList(&o.Probes, ParseProbe, Probe.String) }},
+	{FlagProbeHeader, "header of an HTTP probe, the only one the pass-through sends besides a kubelet's User-Agent and Accept: `PROBE=NAME:VALUE` (repeatable)",
+		func(o *Options) pflag.Value { return newList(&o.ProbeHeaders, ParseProbeHeader, ProbeHeader.String) }},
+	{FlagMaxHeaderBytes, "largest request header block accepted (bytes); larger gets 431",
+		func(o *Options) pflag.Value { return (*intValue)(&o.MaxHeaderBytes) }},
+	{FlagMaxConnections, "open connections per protected or forward-auth listener; more get 503 (0: no cap)",
+		func(o *Options) pflag.Value { return (*intValue)(&o.MaxConnections) }},
+	{FlagMemoryLimit, "the container's memory limit in bytes; the Go soft memory limit becomes 85% of it (0: none)",
+		func(o *Options) pflag.Value { return (*int64Value)(&o.MemoryLimit) }},
+	{FlagIssuerURL, "OIDC issuer URL that tokens must carry (required)",
+		func(o *Options) pflag.Value { return (*stringValue)(&o.IssuerURL) }},
+	{FlagDiscoveryURL, "where to fetch discovery, keys and tokens from, when it differs from the issuer URL (in-cluster address)",
+		func(o *Options) pflag.Value { return (*stringValue)(&o.DiscoveryURL) }},
+	{FlagProviderCAFile, "PEM file of extra CAs trusted for TLS to the provider",
+		func(o *Options) pflag.Value { return (*stringValue)(&o.ProviderCAFile) }},
+	{FlagClientID, "OAuth client id (required)",
+		func(o *Options) pflag.Value { return (*stringValue)(&o.ClientID) }},
+	{FlagClientSecret, "OAuth client secret (prefer the file or " + EnvVar(FlagClientSecret) + ")",
+		func(o *Options) pflag.Value { return (*stringValue)(&o.ClientSecret) }},
+	{FlagClientSecretFile, "file holding the OAuth client secret",
+		func(o *Options) pflag.Value { return (*stringValue)(&o.ClientSecretFile) }},
+	{FlagCookieSecret, "session encryption key: 16, 24 or 32 bytes, raw or base64 (prefer the file or " + EnvVar(FlagCookieSecret) + ")",
+		func(o *Options) pflag.Value { return (*stringValue)(&o.CookieSecret) }},
+	{FlagCookieSecretFile, "file holding the session encryption key",
+		func(o *Options) pflag.Value { return (*stringValue)(&o.CookieSecretFile) }},
+	{FlagCookieName, "session cookie name (prefixed with __Host- when secure and host-only)",
+		func(o *Options) pflag.Value { return (*stringValue)(&o.CookieName) }},
+	{FlagCookieDomain, "`DOMAIN` of the session cookie, for one login across its subdomains (drops the __Host- prefix; default host-only)",
+		func(o *Options) pflag.Value { return (*stringValue)(&o.CookieDomain) }},
+	{FlagCookieSecure, "mark cookies Secure (HTTPS only); turn off only for plain-HTTP development",
+		func(o *Options) pflag.Value { return (*boolValue)(&o.CookieSecure) }},
+	{FlagCookieExpire, "maximum session lifetime, refreshes included",
+		func(o *Options) pflag.Value { return (*durationValue)(&o.CookieExpire) }},
+	{FlagScope, "scope requested at login (repeatable)",
+		func(o *Options) pflag.Value { return newStrings(&o.Scopes) }},
+	{FlagAudience, "accepted token audience (repeatable; default the client id)",
+		func(o *Options) pflag.Value { return newStrings(&o.Audiences) }},
+	{FlagAllowedRole, "allow a Keycloak realm `ROLE` or CLIENT:ROLE (repeatable; any one suffices)",
+		func(o *Options) pflag.Value { return newStrings(&o.AllowedRoles) }},
+	{FlagAllowedGroup, "allow members of `GROUP` (repeatable; any one suffices)",
+		func(o *Options) pflag.Value { return newStrings(&o.AllowedGroups) }},
+	{FlagAllowedEmailDomain, "allow verified emails in `DOMAIN` (repeatable; * for any)",
+		func(o *Options) pflag.Value { return newStrings(&o.AllowedEmailDomains) }},
+	{FlagUserClaim, "claim sent to the app as the user (falls back to sub)",
+		func(o *Options) pflag.Value { return (*stringValue)(&o.UserClaim) }},
+	{FlagGroupsClaim, "claim holding the user's groups",
+		func(o *Options) pflag.Value { return (*stringValue)(&o.GroupsClaim) }},
+	{FlagSkipAuth, "route needing no login: `[METHOD ]/prefix` or [METHOD ]=/exact (repeatable)",
+		func(o *Options) pflag.Value { return newList(&o.SkipAuth, ParseSkipRule, SkipRule.String) }},
+	{FlagRedirectURL, "OAuth callback URL (default: https://<request host>/oauth2/callback)",
+		func(o *Options) pflag.Value { return (*stringValue)(&o.RedirectURL) }},
+	{FlagAllowedRedirectHost, "host allowed in an absolute rd= after login; *.example.com or .example.com for the domain and its subdomains (repeatable)",
+		func(o *Options) pflag.Value { return newStrings(&o.AllowedRedirectHosts) }},
+	{FlagPassAccessToken, "send the access token to the app as Authorization: Bearer",
+		func(o *Options) pflag.Value { return (*boolValue)(&o.PassAccessToken) }},
+	{FlagPassIDToken, "send the session's ID token as X-OAUTH2-PROXY-ID-TOKEN: Bearer <token> (what Backstage's oauth2-proxy provider reads)",
+		func(o *Options) pflag.Value { return (*boolValue)(&o.PassIDToken) }},
+	{FlagUpstreamTimeout, "how long to wait for the app's response headers",
+		func(o *Options) pflag.Value { return (*durationValue)(&o.UpstreamTimeout) }},
+	{FlagJWKSRefreshMinPeriod, "minimum time between key refetches triggered by an unknown key id",
+		func(o *Options) pflag.Value { return (*durationValue)(&o.JWKSRefreshMinInterval) }},
+	{FlagShutdownGracePeriod, "time in-flight requests get to finish on SIGTERM",
+		func(o *Options) pflag.Value { return (*durationValue)(&o.ShutdownGracePeriod) }},
+	{FlagLogLevel, "debug, info, warn or error",
+		func(o *Options) pflag.Value { return (*stringValue)(&o.LogLevel) }},
+	{FlagLogFormat, "json or console",
+		func(o *Options) pflag.Value { return (*stringValue)(&o.LogFormat) }},
+}
+
 // AddFlags binds every option to a flag on fs. Defaults are whatever o holds when it is called,
 // so bind a value obtained from Defaults.
 func (o *Options) AddFlags(fs *pflag.FlagSet) {
-	fs.Var(newList(&o.Proxies, ParseProxy), FlagProxy, "protected listener `LISTEN=UPSTREAM`, e.g. :4180=http://127.0.0.1:8080, or h2c://127.0.0.1:9090 for an app that speaks only HTTP/2 cleartext (repeatable); none means forward-auth only")
-	fs.Var(newList(&o.Routes, route.Parse), FlagRoute, "route by identity: `'MATCH => UPSTREAM'`, MATCH * or user=,group=,role=,email= conditions joined by ',' (all must hold), UPSTREAM an http(s) URL whose host labels may hold {user}, {preferred_username} or {sub} (repeatable, ordered; first match wins)")
-	fs.StringVar(&o.AdminAddr, FlagAdminAddr, o.AdminAddr, "address for /ping, /ready, /metrics and probe pass-through (never expose it)")
-	fs.StringVar(&o.ForwardAuthAddr, FlagForwardAuthAddr, o.ForwardAuthAddr, "address for forward-auth (/oauth2/auth and login endpoints); default :4180 when there is no --proxy")
-	fs.Var(newList(&o.Probes, ParseProbe), FlagProbe, "app probe re-served on the admin port as /probe/NAME: `NAME=URL` (http|https|tcp|grpc on loopback; repeatable)")
-	fs.Var(newList(&o.ProbeHeaders, ParseProbeHeader), FlagProbeHeader, "header of an HTTP probe, the only one the pass-through sends besides a kubelet's User-Agent and Accept: `PROBE=NAME:VALUE` (repeatable)")
-	fs.IntVar(&o.MaxHeaderBytes, FlagMaxHeaderBytes, o.MaxHeaderBytes, "largest request header block accepted (bytes); larger gets 431")
-	fs.IntVar(&o.MaxConnections, FlagMaxConnections, o.MaxConnections, "open connections per protected or forward-auth listener; more get 503 (0: no cap)")
-	fs.Int64Var(&o.MemoryLimit, FlagMemoryLimit, o.MemoryLimit, "the container's memory limit in bytes; the Go soft memory limit becomes 85% of it (0: none)")
-	fs.StringVar(&o.IssuerURL, FlagIssuerURL, o.IssuerURL, "OIDC issuer URL that tokens must carry (required)")
-	fs.StringVar(&o.DiscoveryURL, FlagDiscoveryURL, o.DiscoveryURL, "where to fetch discovery, keys and tokens from, when it differs from the issuer URL (in-cluster address)")
-	fs.StringVar(&o.ProviderCAFile, FlagProviderCAFile, o.ProviderCAFile, "PEM file of extra CAs trusted for TLS to the provider")
-	fs.StringVar(&o.ClientID, FlagClientID, o.ClientID, "OAuth client id (required)")
-	fs.StringVar(&o.ClientSecret, FlagClientSecret, o.ClientSecret, "OAuth client secret (prefer the file or "+EnvVar(FlagClientSecret)+")")
-	fs.StringVar(&o.ClientSecretFile, FlagClientSecretFile, o.ClientSecretFile, "file holding the OAuth client secret")
-	fs.StringVar(&o.CookieSecret, FlagCookieSecret, o.CookieSecret, "session encryption key: 16, 24 or 32 bytes, raw or base64 (prefer the file or "+EnvVar(FlagCookieSecret)+")")
-	fs.StringVar(&o.CookieSecretFile, FlagCookieSecretFile, o.CookieSecretFile, "file holding the session encryption key")
-	fs.StringVar(&o.CookieName, FlagCookieName, o.CookieName, "session cookie name (prefixed with __Host- when secure and host-only)")
-	fs.StringVar(&o.CookieDomain, FlagCookieDomain, o.CookieDomain, "`DOMAIN` of the session cookie, for one login across its subdomains (drops the __Host- prefix; default host-only)")
-	fs.BoolVar(&o.CookieSecure, FlagCookieSecure, o.CookieSecure, "mark cookies Secure (HTTPS only); turn off only for plain-HTTP development")
-	fs.DurationVar(&o.CookieExpire, FlagCookieExpire, o.CookieExpire, "maximum session lifetime, refreshes included")
-	fs.StringArrayVar(&o.Scopes, FlagScope, o.Scopes, "scope requested at login (repeatable)")
-	fs.StringArrayVar(&o.Audiences, FlagAudience, o.Audiences, "accepted token audience (repeatable; default the client id)")
-	fs.StringArrayVar(&o.AllowedRoles, FlagAllowedRole, o.AllowedRoles, "allow a Keycloak realm `ROLE` or CLIENT:ROLE (repeatable; any one suffices)")
-	fs.StringArrayVar(&o.AllowedGroups, FlagAllowedGroup, o.AllowedGroups, "allow members of `GROUP` (repeatable; any one suffices)")
-	fs.StringArrayVar(&o.AllowedEmailDomains, FlagAllowedEmailDomain, o.AllowedEmailDomains, "allow verified emails in `DOMAIN` (repeatable; * for any)")
-	fs.StringVar(&o.UserClaim, FlagUserClaim, o.UserClaim, "claim sent to the app as the user (falls back to sub)")
-	fs.StringVar(&o.GroupsClaim, FlagGroupsClaim, o.GroupsClaim, "claim holding the user's groups")
-	fs.Var(newList(&o.SkipAuth, ParseSkipRule), FlagSkipAuth, "route needing no login: `[METHOD ]/prefix` or [METHOD ]=/exact (repeatable)")
-	fs.StringVar(&o.RedirectURL, FlagRedirectURL, o.RedirectURL, "OAuth callback URL (default: https://<request host>/oauth2/callback)")
-	fs.StringArrayVar(&o.AllowedRedirectHosts, FlagAllowedRedirectHost, o.AllowedRedirectHosts, "host allowed in an absolute rd= after login; *.example.com or .example.com for the domain and its subdomains (repeatable)")
-	fs.BoolVar(&o.PassAccessToken, FlagPassAccessToken, o.PassAccessToken, "send the access token to the app as Authorization: Bearer")
-	fs.BoolVar(&o.PassIDToken, FlagPassIDToken, o.PassIDToken, "send the session's ID token as X-OAUTH2-PROXY-ID-TOKEN: Bearer <token> (what Backstage's oauth2-proxy provider reads)")
-	fs.DurationVar(&o.UpstreamTimeout, FlagUpstreamTimeout, o.UpstreamTimeout, "how long to wait for the app's response headers")
-	fs.DurationVar(&o.JWKSRefreshMinInterval, FlagJWKSRefreshMinPeriod, o.JWKSRefreshMinInterval, "minimum time between key refetches triggered by an unknown key id")
-	fs.DurationVar(&o.ShutdownGracePeriod, FlagShutdownGracePeriod, o.ShutdownGracePeriod, "time in-flight requests get to finish on SIGTERM")
-	fs.StringVar(&o.LogLevel, FlagLogLevel, o.LogLevel, "debug, info, warn or error")
-	fs.StringVar(&o.LogFormat, FlagLogFormat, o.LogFormat, "json or console")
+	for _, d := range flagDefs {
+		v := d.bind(o)
+		f := fs.VarPF(v, d.name, "", d.usage)
+		if _, ok := v.(*boolValue); ok {
+			f.NoOptDefVal = "true" // --flag alone means true, as pflag's own BoolVar does
+		}
+	}
 }
 
 // NewFlagSet returns a flag set bound to o.
@@ -77,7 +137,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool)) (*Options, erro
 	failed := map[string]bool{}
 	if err := fs.ParseAll(args, func(f *pflag.Flag, value string) error {
 		if err := fs.Set(f.Name, value); err != nil {
-			errs = append(errs, fmt.Errorf("--%s: %v", f.Name, unwrapSetError(err)))
+			errs = append(errs, &FlagError{Flag: f.Name, Err: unwrapSetError(err)})
 			failed[f.Name] = true
 		}
 		return nil
@@ -102,7 +162,7 @@ func Parse(args []string, lookupEnv func(string) (string, bool)) (*Options, erro
 		}
 		for _, s := range vals {
 			if err := fs.Set(f.Name, s); err != nil {
-				errs = append(errs, fmt.Errorf("--%s (from %s): %v", f.Name, env, err))
+				errs = append(errs, &FlagError{Flag: f.Name, Env: env, Err: err})
 			}
 		}
 	})
@@ -142,88 +202,74 @@ func splitList(v string) []string {
 }
 
 // Args renders o as the command-line arguments that parse back into it: only options that differ
-// from Defaults, in a stable order, one --flag=value per list element. Secrets are never rendered.
+// from Defaults, sorted by flag name, one --flag=value per list element. Secrets are never
+// rendered. It only reads o (the values it binds are never set), so the injector can render the
+// arguments of pods admitted concurrently without sharing anything mutable.
 func (o *Options) Args() []string {
-	// One flag set, bound to a scratch Options, serves every call: pflag values read through
-	// pointers, so copying o into the scratch is enough, and the injector (which renders args for
-	// every pod it mutates) does not rebuild ~30 flags each time.
-	render.Lock()
-	defer render.Unlock()
-	if render.fs == nil {
-		render.fs = NewFlagSet("render", &render.opts)
-	}
-	render.opts = *o
-	defer func() { render.opts = Options{} }()
 	defaults := defaultValues()
 	var args []string
-	render.fs.VisitAll(func(f *pflag.Flag) {
-		if secretFlags[f.Name] {
-			return
+	for i, d := range sortedFlagDefs() {
+		if secretFlags[d.name] {
+			continue
 		}
-		d := defaults[f.Name]
-		if sv, ok := f.Value.(pflag.SliceValue); ok {
-			got, want := sv.GetSlice(), d.list
-			if !equalStrings(got, want) {
+		v := d.bind(o)
+		if sv, ok := v.(pflag.SliceValue); ok {
+			if got := sv.GetSlice(); !slices.Equal(got, defaults[i].list) {
 				for _, s := range got {
-					args = append(args, "--"+f.Name+"="+s)
+					args = append(args, "--"+d.name+"="+s)
 				}
 			}
-			return
+			continue
 		}
-		if f.Value.String() != d.value {
-			args = append(args, "--"+f.Name+"="+f.Value.String())
+		if s := v.String(); s != defaults[i].value {
+			args = append(args, "--"+d.name+"="+s)
 		}
-	})
+	}
 	return args
 }
 
-var render struct {
-	sync.Mutex
-	fs   *pflag.FlagSet
-	opts Options
-}
+// sortedFlagDefs is flagDefs in the order Args renders them.
+var sortedFlagDefs = sync.OnceValue(func() []flagDef {
+	return slices.SortedFunc(slices.Values(flagDefs), func(a, b flagDef) int { return strings.Compare(a.name, b.name) })
+})
 
 type defaultValue struct {
 	value string
 	list  []string
 }
 
-// defaultValues renders Defaults once: Args runs for every pod the injector mutates.
-var defaultValues = sync.OnceValue(func() map[string]defaultValue {
+// defaultValues renders Defaults once, in the order of sortedFlagDefs: Args runs for every pod the
+// injector mutates.
+var defaultValues = sync.OnceValue(func() []defaultValue {
 	def := Defaults()
-	m := map[string]defaultValue{}
-	NewFlagSet("defaults", &def).VisitAll(func(f *pflag.Flag) {
-		d := defaultValue{value: f.Value.String()}
-		if sv, ok := f.Value.(pflag.SliceValue); ok {
-			d.list = sv.GetSlice()
+	var out []defaultValue
+	for _, d := range sortedFlagDefs() {
+		v := d.bind(&def)
+		dv := defaultValue{value: v.String()}
+		if sv, ok := v.(pflag.SliceValue); ok {
+			dv.list = sv.GetSlice()
 		}
-		m[f.Name] = d
-	})
-	return m
+		out = append(out, dv)
+	}
+	return out
 })
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
 
 // listValue is a repeatable flag whose elements are parsed into T. The first Set replaces the
 // default, later ones append, as pflag's own StringArray does.
-type listValue[T fmt.Stringer] struct {
+type listValue[T any] struct {
 	dst     *[]T
 	parse   func(string) (T, error)
+	format  func(T) string
 	changed bool
 }
 
-func newList[T fmt.Stringer](dst *[]T, parse func(string) (T, error)) *listValue[T] {
-	return &listValue[T]{dst: dst, parse: parse}
+func newList[T any](dst *[]T, parse func(string) (T, error), format func(T) string) *listValue[T] {
+	return &listValue[T]{dst: dst, parse: parse, format: format}
+}
+
+// newStrings is a repeatable flag of plain strings.
+func newStrings(dst *[]string) *listValue[string] {
+	return newList(dst, func(s string) (string, error) { return s, nil }, func(s string) string { return s })
 }
 
 func (v *listValue[T]) Set(s string) error {
@@ -240,12 +286,18 @@ func (v *listValue[T]) Set(s string) error {
 
 func (v *listValue[T]) Type() string { return "stringArray" }
 
-func (v *listValue[T]) String() string { return "[" + strings.Join(v.GetSlice(), ",") + "]" }
+// String is empty for an empty list, so the help shows no "(default [])".
+func (v *listValue[T]) String() string {
+	if len(*v.dst) == 0 {
+		return ""
+	}
+	return "[" + strings.Join(v.GetSlice(), ",") + "]"
+}
 
 func (v *listValue[T]) GetSlice() []string {
 	out := make([]string, 0, len(*v.dst))
 	for _, t := range *v.dst {
-		out = append(out, t.String())
+		out = append(out, v.format(t))
 	}
 	return out
 }
@@ -264,3 +316,62 @@ func (v *listValue[T]) Replace(ss []string) error {
 	*v.dst, v.changed = out, true
 	return nil
 }
+
+// stringValue, boolValue, intValue, int64Value and durationValue are pflag's plain values, bound
+// to an Options field.
+type (
+	stringValue   string
+	boolValue     bool
+	intValue      int
+	int64Value    int64
+	durationValue time.Duration
+)
+
+func (v *intValue) Set(s string) error {
+	n, err := strconv.ParseInt(s, 0, strconv.IntSize)
+	if err != nil {
+		return err
+	}
+	*v = intValue(n)
+	return nil
+}
+func (v *intValue) String() string { return strconv.Itoa(int(*v)) }
+func (v *intValue) Type() string   { return "int" }
+
+func (v *int64Value) Set(s string) error {
+	n, err := strconv.ParseInt(s, 0, 64)
+	if err != nil {
+		return err
+	}
+	*v = int64Value(n)
+	return nil
+}
+func (v *int64Value) String() string { return strconv.FormatInt(int64(*v), 10) }
+func (v *int64Value) Type() string   { return "int64" }
+
+func (v *stringValue) Set(s string) error { *v = stringValue(s); return nil }
+func (v *stringValue) String() string     { return string(*v) }
+func (v *stringValue) Type() string       { return "string" }
+
+func (v *boolValue) Set(s string) error {
+	b, err := strconv.ParseBool(s)
+	if err != nil {
+		return err
+	}
+	*v = boolValue(b)
+	return nil
+}
+func (v *boolValue) String() string   { return strconv.FormatBool(bool(*v)) }
+func (v *boolValue) Type() string     { return "bool" }
+func (v *boolValue) IsBoolFlag() bool { return true }
+
+func (v *durationValue) Set(s string) error {
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*v = durationValue(d)
+	return nil
+}
+func (v *durationValue) String() string { return time.Duration(*v).String() }
+func (v *durationValue) Type() string   { return "duration" }

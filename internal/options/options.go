@@ -434,27 +434,26 @@ func (o *Options) ValidateWithoutSecrets() error { return o.validate(false) }
 
 func (o *Options) validate(checkSecrets bool) error {
 	var errs []error
-	bad := func(flag, format string, a ...any) {
-		errs = append(errs, fmt.Errorf("--%s: %s", flag, fmt.Sprintf(format, a...)))
-	}
+	fail := func(flag string, err error) { errs = append(errs, &FlagError{Flag: flag, Err: err}) }
+	bad := func(flag, format string, a ...any) { fail(flag, fmt.Errorf(format, a...)) }
 	if o.IssuerURL == "" {
-		bad(FlagIssuerURL, "is required")
+		fail(FlagIssuerURL, ErrRequired)
 	} else if err := checkHTTPURL(o.IssuerURL); err != nil {
-		bad(FlagIssuerURL, "%v", err)
+		fail(FlagIssuerURL, err)
 	}
 	if o.DiscoveryURL != "" {
 		if err := checkHTTPURL(o.DiscoveryURL); err != nil {
-			bad(FlagDiscoveryURL, "%v", err)
+			fail(FlagDiscoveryURL, err)
 		}
 	}
 	if o.ClientID == "" {
-		bad(FlagClientID, "is required")
+		fail(FlagClientID, ErrRequired)
 	}
 	if checkSecrets {
 		if o.CookieSecret == "" {
-			bad(FlagCookieSecret, "is required (or --%s, or %s%s)", FlagCookieSecretFile, EnvPrefix, envName(FlagCookieSecret))
+			fail(FlagCookieSecret, fmt.Errorf("%w (or --%s, or %s)", ErrRequired, FlagCookieSecretFile, EnvVar(FlagCookieSecret)))
 		} else if _, err := DecodeCookieSecret(o.CookieSecret); err != nil {
-			bad(FlagCookieSecret, "%v", err)
+			fail(FlagCookieSecret, err)
 		}
 	}
 	if !cookieNameRE.MatchString(o.CookieName) {
@@ -539,7 +538,7 @@ func (o *Options) validate(checkSecrets bool) error {
 	}
 	if o.RedirectURL != "" {
 		if err := checkHTTPURL(o.RedirectURL); err != nil {
-			bad(FlagRedirectURL, "%v", err)
+			fail(FlagRedirectURL, err)
 		}
 	}
 	for _, h := range o.AllowedRedirectHosts {
@@ -673,12 +672,12 @@ func (o *Options) LoadSecretFiles() error {
 			return
 		}
 		if *dst != "" {
-			errs = append(errs, fmt.Errorf("--%s: set either it or --%s, not both", flag, strings.TrimSuffix(flag, "-file")))
+			errs = append(errs, &FlagError{Flag: flag, Err: fmt.Errorf("set either it or --%s, not both", strings.TrimSuffix(flag, "-file"))})
 			return
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("--%s: %v", flag, err))
+			errs = append(errs, &FlagError{Flag: flag, Err: err})
 			return
 		}
 		*dst = strings.TrimRight(string(b), "\r\n")

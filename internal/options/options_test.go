@@ -1,10 +1,14 @@
 package options
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -291,4 +295,59 @@ func validOptions() *Options {
 		panic(err)
 	}
 	return o
+}
+
+// TestErrorsAreTyped: every problem is a *FlagError naming its flag, and a missing value is
+// ErrRequired, so callers act on the type, never on the wording.
+func TestErrorsAreTyped(t *testing.T) {
+	o := Defaults()
+	o.DiscoveryURL = "ftp://x"
+	err := o.Validate()
+	var flags []string
+	required := map[string]bool{}
+	for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+		var fe *FlagError
+		if !errors.As(e, &fe) {
+			t.Fatalf("%v is not a *FlagError", e)
+		}
+		flags = append(flags, fe.Flag)
+		required[fe.Flag] = errors.Is(e, ErrRequired)
+	}
+	want := []string{FlagIssuerURL, FlagDiscoveryURL, FlagClientID, FlagCookieSecret}
+	if !reflect.DeepEqual(flags, want) {
+		t.Fatalf("flags = %q, want %q", flags, want)
+	}
+	if !required[FlagIssuerURL] || !required[FlagClientID] || !required[FlagCookieSecret] || required[FlagDiscoveryURL] {
+		t.Fatalf("required = %v", required)
+	}
+
+	_, err = Parse(append(validArgs(), "--upstream-timeout=soon"), envMap(map[string]string{"PODGATE_LOG_FORMAT": "xml", "PODGATE_COOKIE_EXPIRE": "later"}))
+	var fe *FlagError
+	if !errors.As(err, &fe) || fe.Flag != FlagUpstreamTimeout || fe.Env != "" {
+		t.Fatalf("bad flag value: %v", err)
+	}
+	if !strings.Contains(err.Error(), "--cookie-expire (from PODGATE_COOKIE_EXPIRE): ") || !strings.Contains(err.Error(), "--log-format: \"xml\"") {
+		t.Fatalf("environment errors: %v", err)
+	}
+}
+
+// TestArgsConcurrently renders different options at once (run with -race): Args shares nothing
+// mutable between calls.
+func TestArgsConcurrently(t *testing.T) {
+	var wg sync.WaitGroup
+	for i := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			o := Defaults()
+			o.ClientID = fmt.Sprintf("client-%d", i)
+			for range 50 {
+				if got := o.Args(); !slices.Equal(got, []string{"--client-id=" + o.ClientID}) {
+					t.Errorf("Args = %q", got)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
 }
