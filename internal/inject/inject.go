@@ -157,8 +157,8 @@ type injection struct {
 
 	// ports and probes are the one record of each port taken over and each probe rewritten; the
 	// sidecar's container ports and options and the status annotation are derived from them.
-	ports    []PortStatus
-	probes   []ProbeStatus
+	ports  []PortStatus
+	probes []ProbeStatus
 	// unprotected records the ports left alone as not HTTP.
 	unprotected []UnprotectedPort
 	warnings    []string

@@ -86,7 +86,7 @@ func BenchmarkMiddleware(b *testing.B) {
 		rec := httptest.NewRecorder()
 		id := c.Identity(auth.ClaimNames{User: "preferred_username", Groups: "groups"})
 		sess := &session.Session{AccessToken: tok, RefreshToken: "r", IDToken: tok, Expiry: time.Now().Add(time.Hour), Created: time.Now(), Identity: id}
-		if err := h.cfg.Store.Save(rec, httptest.NewRequest("GET", "/", nil), sess); err != nil {
+		if err := h.cfg.Store.Save(rec, session.Cookies{}, sess); err != nil {
 			b.Fatal(err)
 		}
 		hdr := base.Clone()

@@ -5,16 +5,13 @@ package proxy
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
-	"golang.org/x/oauth2"
 
 	"github.com/podgate/podgate/internal/auth"
 	"github.com/podgate/podgate/internal/cache"
@@ -41,9 +38,6 @@ const (
 	// OutcomeOverCapacity is a connection refused past --max-connections (counted per connection).
 	OutcomeOverCapacity = "over_capacity"
 )
-
-// RefreshMargin: a session's access token is refreshed when it has less than this left.
-const RefreshMargin = 30 * time.Second
 
 // Config wires a Handler.
 type Config struct {
@@ -137,9 +131,9 @@ var (
 )
 
 // authenticate finds the caller's credentials: a bearer token if the request has one (then only
-// that), else the session cookie, refreshed first when its access token is about to expire (the
-// new cookie is written to w).
-func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*principal, string, error) {
+// that), else the session cookie of c (the request's Cookie header, split once), refreshed first
+// when its access token is about to expire (the new cookie is written to w).
+func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request, c session.Cookies) (*principal, string, error) {
 	if !h.cfg.Provider.Ready() {
 		return nil, OutcomeUnavailable, errNotReady
 	}
@@ -150,176 +144,32 @@ func (h *Handler) authenticate(w http.ResponseWriter, r *http.Request) (*princip
 		}
 		return &principal{id: id, accessToken: tok, bearer: true}, OutcomeBearer, nil
 	}
-	sess, err := h.cfg.Store.Load(r)
+	sess, err := h.cfg.Store.Load(c)
 	if err != nil {
 		if !errors.Is(err, session.ErrNoSession) {
-			h.cfg.Store.Clear(w, r)
+			h.cfg.Store.Clear(w, c)
 			return nil, OutcomeUnauth, err
 		}
 		return nil, OutcomeUnauth, errNoCredentials
 	}
-	now := h.now()
-	// A session written while the access token was not forwarded has none; once the configuration
-	// forwards it, a refresh fetches one (the app must never get an empty bearer token).
-	missing := h.cfg.PassAccessToken && sess.AccessToken == ""
-	if missing || now.Add(RefreshMargin).After(sess.Expiry) {
-		fresh, err := h.refreshShared(r.Context(), sess)
-		if err == nil {
-			err = h.cfg.Store.Save(w, r, fresh)
-		}
-		if err != nil {
-			h.count(OutcomeRefreshFailed)
-			h.log.Info("session refresh failed", zap.Error(err))
-			if missing || now.After(sess.Expiry) {
-				h.cfg.Store.Clear(w, r)
-				return nil, OutcomeUnauth, err
-			}
-		} else {
-			h.count(OutcomeRefreshed)
-			sess = fresh
-		}
+	if sess, err = h.refreshIfDue(r.Context(), w, c, sess); err != nil {
+		return nil, OutcomeUnauth, err
 	}
 	return &principal{id: sess.Identity, accessToken: sess.AccessToken, idToken: sess.ForwardedIDToken}, OutcomeCookie, nil
 }
 
-// refreshResult is the outcome of redeeming one refresh token, shared by every request that
-// carries the same session meanwhile.
-type refreshResult struct {
-	sess *session.Session
-	err  error
-}
-
-const (
-	// refreshReuse is how long requests still carrying the old cookie (sent before the browser
-	// stored the new one) get the refreshed session instead of redeeming the token again — which
-	// would fail with Keycloak's refresh-token rotation and multiply load on the token endpoint.
-	refreshReuse = 30 * time.Second
-	// refreshBackoff is how long a failed refresh is not retried for that session: while the IdP is
-	// down, a busy session inside the refresh margin must not hit the token endpoint per request.
-	refreshBackoff = 5 * time.Second
-	// refreshTimeout bounds one refresh, whichever request waits for it.
-	refreshTimeout = 15 * time.Second
-)
-
-// refreshShared redeems the session's refresh token once for all concurrent and closely following
-// requests carrying it, and returns the new session (a copy: the old one is shared with caches).
-func (h *Handler) refreshShared(ctx context.Context, old *session.Session) (*session.Session, error) {
-	if old.RefreshToken == "" {
-		return nil, errors.New("session has no refresh token")
-	}
-	key := sha256.Sum256([]byte(old.RefreshToken))
-	mu := &h.refreshLocks[int(key[0])%len(h.refreshLocks)]
-	mu.Lock()
-	defer mu.Unlock()
-	now := h.now()
-	if res, ok := h.refreshed.Get(key, now); ok {
-		return res.sess, res.err
-	}
-	// The refresh belongs to the session, not to the request that found it due: a browser cancels
-	// requests on every navigation, and a cancelled refresh would be shared as a failure with the
-	// session's next requests and log the user out. It gets its own deadline instead.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
-	defer cancel()
-	fresh, err := h.refresh(ctx, old)
-	ttl := refreshReuse
+// authorize is authenticate, then the policy: the one step every request that needs a signed-in
+// caller goes through (the protected listeners, forward-auth, sign_in). A caller who is signed in
+// but not allowed comes back with OutcomeForbidden and an errForbidden.
+func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, c session.Cookies) (*principal, string, error) {
+	p, outcome, err := h.authenticate(w, r, c)
 	if err != nil {
-		ttl = refreshBackoff
+		return nil, outcome, err
 	}
-	h.refreshed.Put(key, refreshResult{fresh, err}, now.Add(ttl), now)
-	return fresh, err
-}
-
-// refresh redeems the refresh token and returns the updated session. The identity comes from the
-// new tokens only (the ID token completed by the access token, or the access token alone), else
-// from userinfo with the new access token; never from the old session, whose roles and groups the
-// IdP may have revoked since. It must name the same subject.
-func (h *Handler) refresh(ctx context.Context, old *session.Session) (*session.Session, error) {
-	ctx = h.clientContext(ctx)
-	tok, err := h.oauthConfig("").TokenSource(ctx, &oauth2.Token{RefreshToken: old.RefreshToken, Expiry: time.Unix(1, 0)}).Token()
-	if err != nil {
-		return nil, err
+	if ok, why := h.cfg.Policy.Allows(p.id); !ok {
+		return p, OutcomeForbidden, errForbidden{why}
 	}
-	fresh := *old
-	idToken, _ := tok.Extra("id_token").(string)
-	id, err := h.identityFromTokens(ctx, tok.AccessToken, idToken, "")
-	if err != nil && idToken == "" {
-		id, err = h.userInfoIdentity(ctx, tok.AccessToken)
-	}
-	if err != nil {
-		return nil, err
-	}
-	if id.Subject != old.Identity.Subject {
-		return nil, errors.New("refreshed tokens name another subject")
-	}
-	if idToken != "" {
-		fresh.IDToken, fresh.ForwardedIDToken = idToken, idToken
-	}
-	fresh.ForwardedIDToken = h.keptIDToken(fresh.ForwardedIDToken)
-	if id.Expiry.IsZero() || tok.Expiry.Before(id.Expiry) {
-		id.Expiry = tok.Expiry
-	}
-	fresh.AccessToken, fresh.Expiry, fresh.Identity = h.kept(tok.AccessToken), tok.Expiry, id
-	if tok.RefreshToken != "" {
-		fresh.RefreshToken = tok.RefreshToken
-	}
-	return &fresh, nil
-}
-
-// kept returns the access token to store in the session: only when it is forwarded to the app.
-func (h *Handler) kept(accessToken string) string {
-	if !h.cfg.PassAccessToken {
-		return ""
-	}
-	return accessToken
-}
-
-// keptIDToken returns the ID token to store in the session cookie: only when it is forwarded to
-// the app (the ID token cookie, sent to sign-out only, holds it in any case). A session written
-// before --pass-id-token was set gets it with its next refresh.
-func (h *Handler) keptIDToken(idToken string) string {
-	if !h.cfg.PassIDToken {
-		return ""
-	}
-	return idToken
-}
-
-// maxUserInfo bounds the userinfo response read.
-const maxUserInfo = 1 << 20
-
-// userInfoIdentity asks the provider's userinfo endpoint who accessToken belongs to: the identity
-// source when the token response carries no verifiable JWT. The answer comes over the provider
-// client's own connection, so it is as trusted as the token endpoint's.
-func (h *Handler) userInfoIdentity(ctx context.Context, accessToken string) (*auth.Identity, error) {
-	ep := h.cfg.Provider.Endpoints()
-	if ep == nil || ep.UserInfo == "" {
-		return nil, errors.New("no verifiable token in the token response and no userinfo endpoint")
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, ep.UserInfo, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+accessToken)
-	req.Header.Set("Accept", "application/json")
-	resp, err := h.cfg.Provider.HTTPClient().Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, errors.New("userinfo refused the refreshed access token")
-	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxUserInfo))
-	if err != nil {
-		return nil, err
-	}
-	c, err := auth.ParseClaims(body)
-	if err != nil {
-		return nil, err
-	}
-	if c.String("sub") == "" {
-		return nil, errors.New("userinfo names no subject")
-	}
-	return c.Identity(h.cfg.Verifier.Names()), nil
+	return p, outcome, nil
 }
 
 // identityFromTokens builds the identity from a fresh token response: the ID token (verified,
@@ -359,30 +209,22 @@ func (h *Handler) Protect(next http.Handler) http.Handler {
 			return
 		}
 		stripRerouting(r.Header)
+		cookies := h.cfg.Store.Cookies(r.Header)
 		if h.skip.match(r.Method, r.URL) {
 			h.countRequest(r, OutcomeSkipped)
-			h.cfg.Store.StripCookies(r.Header)
+			h.cfg.Store.StripCookies(r.Header, cookies)
 			next.ServeHTTP(w, r)
 			return
 		}
 		start := time.Now()
-		p, outcome, err := h.authenticate(w, r)
-		if err == nil {
-			if ok, why := h.cfg.Policy.Allows(p.id); !ok {
-				outcome, err = OutcomeForbidden, errForbidden{why}
-			}
-		}
+		p, outcome, err := h.authorize(w, r, cookies)
 		h.m.AuthLatency.Observe(time.Since(start))
 		if err != nil {
-			user := ""
-			if p != nil {
-				user = p.id.User
-			}
-			h.deny(w, r, outcome, user, err)
+			h.deny(w, r, p, outcome, err)
 			return
 		}
 		h.countRequest(r, outcome)
-		h.cfg.Store.StripCookies(r.Header)
+		h.cfg.Store.StripCookies(r.Header, cookies)
 		setIdentity(r.Header, p.id)
 		if h.cfg.PassIDToken && p.idToken != "" {
 			r.Header[HeaderIDToken] = []string{"Bearer " + p.idToken}
@@ -405,9 +247,13 @@ type errForbidden struct{ kind string }
 func (e errForbidden) Error() string { return "not allowed by " + e.kind + " policy" }
 
 // deny answers a request that may not pass: 503 before the IdP is ready, 403 when authenticated
-// but not allowed, a redirect to login for a browser page load, 401 otherwise. A gRPC call gets
-// the same answers as gRPC statuses, and never a redirect.
-func (h *Handler) deny(w http.ResponseWriter, r *http.Request, outcome, user string, err error) {
+// but not allowed (p is the caller then), a redirect to login for a browser page load, 401
+// otherwise. A gRPC call gets the same answers as gRPC statuses, and never a redirect.
+func (h *Handler) deny(w http.ResponseWriter, r *http.Request, p *principal, outcome string, err error) {
+	if outcome == OutcomeForbidden {
+		h.forbidden(w, r, p.id, err, r.URL.RequestURI())
+		return
+	}
 	if isGRPC(r) {
 		h.denyGRPC(w, r, outcome, err)
 		return
@@ -415,11 +261,7 @@ func (h *Handler) deny(w http.ResponseWriter, r *http.Request, outcome, user str
 	switch {
 	case outcome == OutcomeUnavailable:
 		h.count(outcome)
-		w.Header().Set("Retry-After", "5")
-		httpError(w, http.StatusServiceUnavailable, "the identity provider is not reachable yet; try again shortly")
-	case outcome == OutcomeForbidden:
-		h.log.Info("request forbidden", zap.String("reason", err.Error()), zap.String("path", r.URL.Path))
-		h.forbidden(w, r, user, r.URL.RequestURI())
+		unavailable(w)
 	case outcome == OutcomeUnauth && isBrowserNavigation(r):
 		h.count(OutcomeLoginRedirect)
 		h.startLogin(w, r, r.URL.RequestURI())
@@ -435,17 +277,14 @@ func (h *Handler) deny(w http.ResponseWriter, r *http.Request, outcome, user str
 	}
 }
 
-// denyGRPC is deny for a gRPC call: Unavailable before the IdP is ready, PermissionDenied when
-// authenticated but not allowed, Unauthenticated otherwise. The message says what to send, never
-// why a token failed in detail (that goes to the log).
+// denyGRPC is deny for an unauthenticated gRPC call: Unavailable before the IdP is ready,
+// Unauthenticated otherwise. The message says what to send, never why a token failed in detail
+// (that goes to the log).
 func (h *Handler) denyGRPC(w http.ResponseWriter, r *http.Request, outcome string, err error) {
 	h.countRequest(r, outcome)
 	switch outcome {
 	case OutcomeUnavailable:
-		grpcError(w, grpcUnavailable, "the identity provider is not reachable yet; try again shortly")
-	case OutcomeForbidden:
-		h.log.Info("request forbidden", zap.String("reason", err.Error()), zap.String("path", r.URL.Path))
-		grpcError(w, grpcPermissionDenied, "signed in but not allowed to call this")
+		grpcError(w, grpcUnavailable, msgUnavailable)
 	case OutcomeInvalidToken:
 		h.log.Info("bearer token rejected", zap.Error(err))
 		grpcError(w, grpcUnauthenticated, "invalid bearer token")
@@ -468,6 +307,16 @@ func isBrowserNavigation(r *http.Request) bool {
 		return false
 	}
 	return strings.Contains(r.Header.Get("Accept"), "text/html")
+}
+
+// msgUnavailable is what a caller is told while the identity provider has not been reached.
+const msgUnavailable = "the identity provider is not reachable yet; try again shortly"
+
+// unavailable answers while the identity provider has not been reached: nothing can be
+// authenticated yet, and the client may retry shortly.
+func unavailable(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", "5")
+	httpError(w, http.StatusServiceUnavailable, msgUnavailable)
 }
 
 func httpError(w http.ResponseWriter, code int, msg string) {

@@ -15,6 +15,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/oauth2"
 
+	"github.com/podgate/podgate/internal/auth"
 	"github.com/podgate/podgate/internal/session"
 )
 
@@ -108,8 +109,7 @@ func randomString() string {
 // encrypted, short-lived CSRF cookie; the browser goes to the IdP.
 func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, rd string) {
 	if !h.cfg.Provider.Ready() {
-		w.Header().Set("Retry-After", "5")
-		httpError(w, http.StatusServiceUnavailable, "the identity provider is not reachable yet; try again shortly")
+		unavailable(w)
 		return
 	}
 	l := &session.Login{State: randomString(), Nonce: randomString(), Verifier: oauth2.GenerateVerifier(),
@@ -127,14 +127,18 @@ func (h *Handler) start(w http.ResponseWriter, r *http.Request) {
 // callback completes the login: the state must match the CSRF cookie's, the code is redeemed with
 // the PKCE verifier, the ID token's nonce must match. Only then is the session written.
 func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
-	fail := func(code int, msg, reason string) {
+	failed := func(reason string) {
 		h.count(OutcomeLoginFailed)
 		h.log.Info("login failed", zap.String("reason", reason))
 		h.cfg.Store.ClearLogin(w)
+	}
+	fail := func(code int, msg, reason string) {
+		failed(reason)
 		httpError(w, code, msg)
 	}
 	if !h.cfg.Provider.Ready() {
-		fail(http.StatusServiceUnavailable, "the identity provider is not reachable yet", "notReady")
+		failed("notReady")
+		unavailable(w)
 		return
 	}
 	q := r.URL.Query()
@@ -142,7 +146,8 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 		fail(http.StatusForbidden, "the identity provider refused the login", "idpError")
 		return
 	}
-	l, err := h.cfg.Store.LoadLogin(r)
+	cookies := h.cfg.Store.Cookies(r.Header)
+	l, err := h.cfg.Store.LoadLogin(cookies)
 	if err != nil {
 		fail(http.StatusForbidden, "login expired or started in another browser; start again", "noLoginCookie")
 		return
@@ -167,7 +172,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	}
 	sess := &session.Session{AccessToken: h.kept(tok.AccessToken), RefreshToken: tok.RefreshToken,
 		IDToken: idToken, ForwardedIDToken: h.keptIDToken(idToken), Expiry: tok.Expiry, Created: h.now(), Identity: id}
-	if err := h.cfg.Store.Save(w, r, sess); err != nil {
+	if err := h.cfg.Store.Save(w, cookies, sess); err != nil {
 		fail(http.StatusInternalServerError, "session could not be stored", "save")
 		return
 	}
@@ -198,12 +203,19 @@ var forbiddenPage = template.Must(template.New("").Parse(`<!doctype html>
 </body></html>
 `))
 
-// forbidden answers an authenticated user the policy refuses: for a browser, one page saying who
-// they are signed in as, with a sign-out form that returns to rd (so they can sign in as someone
-// else); for anything else, a plain 403.
-func (h *Handler) forbidden(w http.ResponseWriter, r *http.Request, user, rd string) {
-	h.count(OutcomeForbidden)
-	if !isBrowserNavigation(r) {
+// forbidden is the one answer to a caller who is signed in but not allowed (why says by what):
+// counted, logged, and answered. A browser page load with somewhere to return to (rd) gets one page
+// saying who they are signed in as, with a sign-out form that returns to rd (so they can sign in as
+// someone else); a gRPC call gets PermissionDenied; anything else, forward-auth's sub-requests
+// included (their ingress shows its own page or calls sign_in), a plain 403.
+func (h *Handler) forbidden(w http.ResponseWriter, r *http.Request, id *auth.Identity, why error, rd string) {
+	h.countRequest(r, OutcomeForbidden)
+	h.log.Info("request forbidden", zap.String("reason", why.Error()), zap.String("path", r.URL.Path), zap.String("user", id.User))
+	switch {
+	case isGRPC(r):
+		grpcError(w, grpcPermissionDenied, "signed in but not allowed to call this")
+		return
+	case rd == "" || !isBrowserNavigation(r):
 		httpError(w, http.StatusForbidden, "you are signed in but not allowed to access this")
 		return
 	}
@@ -211,7 +223,7 @@ func (h *Handler) forbidden(w http.ResponseWriter, r *http.Request, user, rd str
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusForbidden)
-	_ = forbiddenPage.Execute(w, struct{ User, SignOut string }{user, PathSignOut + "?rd=" + url.QueryEscape(rd)})
+	_ = forbiddenPage.Execute(w, struct{ User, SignOut string }{id.User, PathSignOut + "?rd=" + url.QueryEscape(rd)})
 }
 
 var signInPage = template.Must(template.New("").Parse(`<!doctype html>
@@ -224,11 +236,9 @@ var signInPage = template.Must(template.New("").Parse(`<!doctype html>
 // meta refresh, because an errors middleware may keep its own 401 status and drop Location.
 func (h *Handler) signIn(w http.ResponseWriter, r *http.Request) {
 	rd := h.originalURL(r)
-	if p, _, err := h.authenticate(w, r); err == nil {
-		if ok, _ := h.cfg.Policy.Allows(p.id); !ok {
-			h.forbidden(w, r, p.id.User, rd)
-			return
-		}
+	if p, outcome, err := h.authorize(w, r, h.cfg.Store.Cookies(r.Header)); outcome == OutcomeForbidden {
+		h.forbidden(w, r, p.id, err, rd)
+		return
 	}
 	target := PathStart + "?rd=" + url.QueryEscape(rd)
 	w.Header().Set("Location", target)
@@ -340,8 +350,9 @@ func (h *Handler) signOut(w http.ResponseWriter, r *http.Request) {
 		_ = signOutPage.Execute(w, PathSignOut+"?rd="+url.QueryEscape(rd))
 		return
 	}
-	idToken := h.cfg.Store.LoadIDToken(r)
-	h.cfg.Store.Clear(w, r)
+	cookies := h.cfg.Store.Cookies(r.Header)
+	idToken := h.cfg.Store.LoadIDToken(cookies)
+	h.cfg.Store.Clear(w, cookies)
 	h.cfg.Store.ClearLogin(w)
 	w.Header().Set("Cache-Control", "no-store")
 	ep := h.cfg.Provider.Endpoints()
@@ -366,10 +377,10 @@ func (h *Handler) signOut(w http.ResponseWriter, r *http.Request) {
 
 // userInfo returns the caller's identity as JSON.
 func (h *Handler) userInfo(w http.ResponseWriter, r *http.Request) {
-	p, outcome, err := h.authenticate(w, r)
+	p, outcome, err := h.authenticate(w, r, h.cfg.Store.Cookies(r.Header))
 	if err != nil {
 		if outcome == OutcomeUnavailable {
-			httpError(w, http.StatusServiceUnavailable, "the identity provider is not reachable yet")
+			unavailable(w)
 			return
 		}
 		httpError(w, http.StatusUnauthorized, "authentication required")
@@ -383,27 +394,13 @@ func (h *Handler) userInfo(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// appCookies returns the request's cookies the app may see: all but the proxy's own.
-func (h *Handler) appCookies(in http.Header) string {
-	if len(in["Cookie"]) == 0 {
-		return ""
-	}
-	hdr := http.Header{"Cookie": in["Cookie"]}
-	h.cfg.Store.StripCookies(hdr)
-	return hdr.Get("Cookie")
-}
-
 // forwardAuth answers an ingress's sub-request: 202 with identity headers, 401 or 403. Skip rules
 // are deliberately not applied: the ingress decides which routes need auth, and matching the
 // client-controllable X-Forwarded-Uri against skip rules is how forward-auth got bypassed before.
 func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
-	p, outcome, err := h.authenticate(w, r)
-	if err == nil {
-		if ok, why := h.cfg.Policy.Allows(p.id); !ok {
-			outcome, err = OutcomeForbidden, errForbidden{why}
-		}
-	}
+	cookies := h.cfg.Store.Cookies(r.Header)
+	p, outcome, err := h.authorize(w, r, cookies)
 	var upstream *url.URL
 	if err == nil {
 		if upstream, err = h.forwardAuthRoute(r, p.id); err != nil {
@@ -411,8 +408,13 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	h.m.AuthLatency.Observe(h.now().Sub(start))
-	h.count(outcome)
 	w.Header().Set("Cache-Control", "no-store")
+	if outcome == OutcomeForbidden {
+		// No rd: the ingress answers the browser itself (nginx) or calls sign_in (Traefik).
+		h.forbidden(w, r, p.id, err, "")
+		return
+	}
+	h.count(outcome)
 	switch {
 	case err == nil:
 		setIdentity(w.Header(), p.id)
@@ -426,19 +428,16 @@ func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 		// The app's cookies without the session, twice: X-Auth-Request-Cookie for nginx
 		// (auth_request_set), Cookie for Traefik (authResponseHeaders: [Cookie] replaces the
 		// request's Cookie with it, or removes it when absent).
-		if cookies := h.appCookies(r.Header); cookies != "" {
-			w.Header().Set(HeaderAppCookie, cookies)
-			w.Header().Set("Cookie", cookies)
+		if app := cookies.App(); app != "" {
+			w.Header().Set(HeaderAppCookie, app)
+			w.Header().Set("Cookie", app)
 		}
 		if upstream != nil {
 			w.Header().Set(HeaderUpstream, upstream.String())
 		}
 		w.WriteHeader(http.StatusAccepted)
 	case outcome == OutcomeUnavailable:
-		w.Header().Set("Retry-After", "5")
-		httpError(w, http.StatusServiceUnavailable, "the identity provider is not reachable yet")
-	case outcome == OutcomeForbidden:
-		httpError(w, http.StatusForbidden, "not allowed")
+		unavailable(w)
 	case outcome == OutcomeUnauth && redirectsFromAuth(r):
 		// The login starts for the host the browser is on (the sub-request's own Host names the
 		// auth service): callback and deep link are validated against X-Forwarded-Host.

@@ -128,25 +128,49 @@ func (s *Store) Owns(name string) bool {
 
 func chunkName(base string, i int) string { return base + "_" + strconv.Itoa(i) }
 
-// cookieValues indexes the proxy's own cookies in the request (first wins). It scans the Cookie
-// header for those names only: parsing and validating every cookie, as http.Request.Cookies does,
-// was the largest cost of the cookie path. Values need no validation here; they are authenticated
-// by AES-GCM.
-func (s *Store) cookieValues(r *http.Request) map[string]string {
-	m := make(map[string]string, 2)
-	for _, line := range r.Header["Cookie"] {
+// Cookies is a request's Cookie header split once: the proxy's own cookies by name (first wins),
+// and the app's cookies in order. Each request is split once (Store.Cookies) and every step that
+// needs its cookies (load, refresh, save, clear, strip) reads the result.
+type Cookies struct {
+	own map[string]string
+	app []string
+	// owned is true when the request carried a cookie of the proxy's, valid or not.
+	owned bool
+}
+
+// Cookies splits the request's Cookie headers. It scans for the proxy's names only: parsing and
+// validating every cookie, as http.Request.Cookies does, was the largest cost of the cookie path.
+// Values need no validation here; they are authenticated by AES-GCM.
+func (s *Store) Cookies(h http.Header) Cookies {
+	var c Cookies
+	for _, line := range h["Cookie"] {
 		for part := range strings.SplitSeq(line, ";") {
-			name, val, ok := strings.Cut(strings.TrimSpace(part), "=")
-			if !ok || !s.Owns(name) {
+			p := strings.TrimSpace(part)
+			if p == "" {
 				continue
 			}
-			if _, dup := m[name]; !dup {
-				m[name] = val
+			name, val, ok := strings.Cut(p, "=")
+			if !s.Owns(strings.TrimSpace(name)) {
+				c.app = append(c.app, p)
+				continue
+			}
+			c.owned = true
+			if !ok {
+				continue
+			}
+			if c.own == nil {
+				c.own = make(map[string]string, 2)
+			}
+			if _, dup := c.own[name]; !dup {
+				c.own[name] = val
 			}
 		}
 	}
-	return m
+	return c
 }
+
+// App is the Cookie header the app may see: the request's cookies without the proxy's.
+func (c Cookies) App() string { return strings.Join(c.app, "; ") }
 
 // readValue joins a possibly split cookie value.
 func readValue(cookies map[string]string, base string) (string, bool) {
@@ -167,8 +191,8 @@ func readValue(cookies map[string]string, base string) (string, bool) {
 // Load returns the request's session. ErrNoSession, ErrInvalid and ErrExpired all mean "log in".
 // The returned session is shared with a cache of recently decrypted cookies: treat it as read-only
 // (copy it before changing it).
-func (s *Store) Load(r *http.Request) (*Session, error) {
-	v, ok := readValue(s.cookieValues(r), s.name)
+func (s *Store) Load(c Cookies) (*Session, error) {
+	v, ok := readValue(c.own, s.name)
 	if !ok {
 		return nil, ErrNoSession
 	}
@@ -223,7 +247,7 @@ func (s *Store) CookieNames() []string {
 // Save writes the session, split into name_0, name_1, ... when larger than ChunkSize, and expires
 // whichever of the other form the request still carries. A non-empty sess.IDToken is written to
 // the ID token cookie (a session without one keeps the cookie the browser has).
-func (s *Store) Save(w http.ResponseWriter, r *http.Request, sess *Session) error {
+func (s *Store) Save(w http.ResponseWriter, c Cookies, sess *Session) error {
 	pt, err := json.Marshal(sess)
 	if err != nil {
 		return err
@@ -236,7 +260,7 @@ func (s *Store) Save(w http.ResponseWriter, r *http.Request, sess *Session) erro
 	if sess.IDToken != "" {
 		s.saveIDToken(w, sess.IDToken, maxAge)
 	}
-	present := s.cookieValues(r)
+	present := c.own
 	// The cookie being replaced (a refresh, a new login) leaves the cache at once instead of
 	// holding its share of the bound until --cookie-expire.
 	if old, ok := readValue(present, s.name); ok {
@@ -292,8 +316,8 @@ func (s *Store) idTokenCookie(value string, maxAge int) *http.Cookie {
 
 // LoadIDToken returns the ID token of the request's ID token cookie, or "" (none, or it does not
 // decrypt). Only requests to SignOutPath carry it.
-func (s *Store) LoadIDToken(r *http.Request) string {
-	v, ok := s.cookieValues(r)[s.IDTokenName()]
+func (s *Store) LoadIDToken(c Cookies) string {
+	v, ok := c.own[s.IDTokenName()]
 	if !ok {
 		return ""
 	}
@@ -306,8 +330,8 @@ func (s *Store) LoadIDToken(r *http.Request) string {
 
 // Clear expires every session cookie the request carries, and the ID token cookie, which requests
 // outside SignOutPath do not show: a new login must never sign out with an old session's hint.
-func (s *Store) Clear(w http.ResponseWriter, r *http.Request) {
-	present := s.cookieValues(r)
+func (s *Store) Clear(w http.ResponseWriter, c Cookies) {
+	present := c.own
 	if old, ok := readValue(present, s.name); ok {
 		s.cache.Delete(sha256.Sum256([]byte(old)))
 	}
@@ -340,12 +364,12 @@ func (s *Store) SaveLogin(w http.ResponseWriter, l *Login) {
 }
 
 // LoadLogin reads and checks the CSRF cookie.
-func (s *Store) LoadLogin(r *http.Request) (*Login, error) {
-	c, err := r.Cookie(s.CSRFName())
-	if err != nil {
+func (s *Store) LoadLogin(c Cookies) (*Login, error) {
+	v, ok := c.own[s.CSRFName()]
+	if !ok {
 		return nil, ErrNoSession
 	}
-	pt, err := s.codec.Open(s.CSRFName(), c.Value)
+	pt, err := s.codec.Open(s.CSRFName(), v)
 	if err != nil {
 		return nil, err
 	}
@@ -364,35 +388,14 @@ func (s *Store) ClearLogin(w http.ResponseWriter) {
 	http.SetCookie(w, s.cookie(s.CSRFName(), "", -1))
 }
 
-// StripCookies removes the proxy's own cookies from the request's Cookie headers, keeping the
-// app's cookies: session cookies can be several KB and carry tokens the app must not see.
-func (s *Store) StripCookies(h http.Header) {
-	vals := h["Cookie"]
-	if len(vals) == 0 {
-		return
-	}
-	changed := false
-	var keep []string
-	for _, line := range vals {
-		for part := range strings.SplitSeq(line, ";") {
-			p := strings.TrimSpace(part)
-			if p == "" {
-				continue
-			}
-			name, _, _ := strings.Cut(p, "=")
-			if s.Owns(strings.TrimSpace(name)) {
-				changed = true
-				continue
-			}
-			keep = append(keep, p)
-		}
-	}
-	if !changed {
-		return
-	}
-	if len(keep) == 0 {
+// StripCookies sets the request's Cookie header to the app's cookies of c (the split of that same
+// header): session cookies can be several KB and carry tokens the app must not see.
+func (s *Store) StripCookies(h http.Header, c Cookies) {
+	switch {
+	case !c.owned:
+	case len(c.app) == 0:
 		h.Del("Cookie")
-		return
+	default:
+		h["Cookie"] = []string{c.App()}
 	}
-	h["Cookie"] = []string{strings.Join(keep, "; ")}
 }

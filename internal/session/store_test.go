@@ -23,7 +23,7 @@ func testStore(t testing.TB, now time.Time) *Store {
 // roundTrip saves sess and returns a request carrying the resulting cookies.
 func roundTrip(t *testing.T, s *Store, sess *Session) (*http.Request, []*http.Cookie) {
 	rec := httptest.NewRecorder()
-	if err := s.Save(rec, httptest.NewRequest("GET", "/", nil), sess); err != nil {
+	if err := s.Save(rec, Cookies{}, sess); err != nil {
 		t.Fatal(err)
 	}
 	cookies := rec.Result().Cookies()
@@ -42,7 +42,7 @@ func TestSaveLoadSplitAndExpire(t *testing.T) {
 	if len(cookies) != 1 || cookies[0].Name != "__Host-_pg" || !cookies[0].Secure || !cookies[0].HttpOnly || cookies[0].SameSite != http.SameSiteLaxMode {
 		t.Fatalf("cookie attributes: %+v", cookies)
 	}
-	if got, err := s.Load(req); err != nil || got.Identity.User != "u" {
+	if got, err := s.Load(s.Cookies(req.Header)); err != nil || got.Identity.User != "u" {
 		t.Fatalf("load: %v %+v", err, got)
 	}
 	big := &Session{AccessToken: strings.Repeat("x", 9000), Created: now, Identity: &auth.Identity{User: "u"}}
@@ -55,7 +55,7 @@ func TestSaveLoadSplitAndExpire(t *testing.T) {
 			t.Errorf("cookie %s is %d bytes", c.Name, len(c.String()))
 		}
 	}
-	if got, err := s.Load(req); err != nil || len(got.AccessToken) != 9000 {
+	if got, err := s.Load(s.Cookies(req.Header)); err != nil || len(got.AccessToken) != 9000 {
 		t.Fatalf("split load: %v", err)
 	}
 	// Reordered or missing chunks do not decrypt.
@@ -63,12 +63,12 @@ func TestSaveLoadSplitAndExpire(t *testing.T) {
 	for _, c := range cookies[1:] {
 		req2.AddCookie(&http.Cookie{Name: c.Name, Value: c.Value})
 	}
-	if _, err := s.Load(req2); err == nil {
+	if _, err := s.Load(s.Cookies(req2.Header)); err == nil {
 		t.Error("session with a missing chunk accepted")
 	}
 	// The same cookie, later than --cookie-expire: rejected even though it decrypts.
 	late := testStore(t, now.Add(2*time.Hour))
-	if _, err := late.Load(req); err != ErrExpired {
+	if _, err := late.Load(late.Cookies(req.Header)); err != ErrExpired {
 		t.Errorf("expired session: %v", err)
 	}
 }
@@ -80,7 +80,7 @@ func TestCookieBoundToName(t *testing.T) {
 	v := rec.Result().Cookies()[0].Value
 	req := httptest.NewRequest("GET", "/", nil)
 	req.AddCookie(&http.Cookie{Name: "__Host-_pg", Value: v})
-	if _, err := s.Load(req); err != ErrInvalid {
+	if _, err := s.Load(s.Cookies(req.Header)); err != ErrInvalid {
 		t.Errorf("CSRF cookie value accepted as a session: %v", err)
 	}
 }
@@ -88,12 +88,12 @@ func TestCookieBoundToName(t *testing.T) {
 func TestStripCookiesKeepsAppCookies(t *testing.T) {
 	s := testStore(t, time.Now())
 	h := http.Header{"Cookie": {"a=1; __Host-_pg=x; __Host-_pg_0=y; __Host-_pg_12=z; __Host-_pg_csrf=c", "b=2;__Host-_pgother=keep; __Secure-_pg_idt=i; __Secure-_pg=keep"}}
-	s.StripCookies(h)
+	s.StripCookies(h, s.Cookies(h))
 	if got := h.Get("Cookie"); got != "a=1; b=2; __Host-_pgother=keep; __Secure-_pg=keep" {
 		t.Errorf("Cookie = %q", got)
 	}
 	h = http.Header{"Cookie": {"__Host-_pg=x"}}
-	s.StripCookies(h)
+	s.StripCookies(h, s.Cookies(h))
 	if _, ok := h["Cookie"]; ok {
 		t.Error("empty Cookie header left behind")
 	}
@@ -106,10 +106,10 @@ func TestLoginExpires(t *testing.T) {
 	s.SaveLogin(rec, &Login{State: "s", Nonce: "n", Verifier: "v", Redirect: "/"})
 	req := httptest.NewRequest("GET", "/", nil)
 	req.AddCookie(rec.Result().Cookies()[0])
-	if l, err := s.LoadLogin(req); err != nil || l.State != "s" {
+	if l, err := s.LoadLogin(s.Cookies(req.Header)); err != nil || l.State != "s" {
 		t.Fatalf("login: %v", err)
 	}
-	if _, err := testStore(t, now.Add(LoginTTL+time.Second)).LoadLogin(req); err != ErrExpired {
+	if _, err := testStore(t, now.Add(LoginTTL+time.Second)).LoadLogin(s.Cookies(req.Header)); err != ErrExpired {
 		t.Errorf("stale login cookie: %v", err)
 	}
 }
@@ -138,24 +138,24 @@ func TestIDTokenCookie(t *testing.T) {
 	}
 	req := httptest.NewRequest("GET", SignOutPath, nil)
 	req.AddCookie(&http.Cookie{Name: idt.Name, Value: idt.Value})
-	if got := s.LoadIDToken(req); got != "the.id.token" {
+	if got := s.LoadIDToken(s.Cookies(req.Header)); got != "the.id.token" {
 		t.Errorf("LoadIDToken = %q", got)
 	}
 	main := cookies[len(cookies)-1]
 	req = httptest.NewRequest("GET", "/", nil)
 	req.AddCookie(&http.Cookie{Name: main.Name, Value: main.Value})
-	if got, err := s.Load(req); err != nil || got.IDToken != "" {
+	if got, err := s.Load(s.Cookies(req.Header)); err != nil || got.IDToken != "" {
 		t.Errorf("Load = %+v, %v: the session cookie carries the ID token", got, err)
 	}
 	// A session value moved into the ID token cookie does not decrypt there.
 	req = httptest.NewRequest("GET", SignOutPath, nil)
 	req.AddCookie(&http.Cookie{Name: idt.Name, Value: main.Value})
-	if got := s.LoadIDToken(req); got != "" {
+	if got := s.LoadIDToken(s.Cookies(req.Header)); got != "" {
 		t.Errorf("session value accepted as ID token: %q", got)
 	}
 
 	rec := httptest.NewRecorder()
-	s.Clear(rec, httptest.NewRequest("GET", "/elsewhere", nil))
+	s.Clear(rec, Cookies{})
 	cleared := false
 	for _, c := range rec.Result().Cookies() {
 		cleared = cleared || c.Name == idt.Name && c.Path == SignOutPath && c.MaxAge < 0
@@ -209,7 +209,7 @@ func TestSessionCacheBoundedAndEvicted(t *testing.T) {
 	for i := range 1500 {
 		sess := &Session{RefreshToken: strings.Repeat("x", 6000) + strconv.Itoa(i), Created: now, Identity: &auth.Identity{User: "u"}}
 		req, cookies := roundTrip(t, s, sess)
-		if _, err := s.Load(req); err != nil {
+		if _, err := s.Load(s.Cookies(req.Header)); err != nil {
 			t.Fatal(err)
 		}
 		sealed = 0
@@ -223,20 +223,20 @@ func TestSessionCacheBoundedAndEvicted(t *testing.T) {
 	}
 	old := &Session{AccessToken: "old", Created: now, Identity: &auth.Identity{User: "u"}}
 	req, _ := roundTrip(t, s, old)
-	if _, err := s.Load(req); err != nil {
+	if _, err := s.Load(s.Cookies(req.Header)); err != nil {
 		t.Fatal(err)
 	}
 	n := s.cache.Len()
-	if err := s.Save(httptest.NewRecorder(), req, &Session{AccessToken: "new", Created: now, Identity: &auth.Identity{User: "u"}}); err != nil {
+	if err := s.Save(httptest.NewRecorder(), s.Cookies(req.Header), &Session{AccessToken: "new", Created: now, Identity: &auth.Identity{User: "u"}}); err != nil {
 		t.Fatal(err)
 	}
 	if s.cache.Len() != n-1 {
 		t.Errorf("refresh left the old session cached (%d entries, want %d)", s.cache.Len(), n-1)
 	}
 	req, _ = roundTrip(t, s, old)
-	_, _ = s.Load(req)
+	_, _ = s.Load(s.Cookies(req.Header))
 	n = s.cache.Len()
-	s.Clear(httptest.NewRecorder(), req)
+	s.Clear(httptest.NewRecorder(), s.Cookies(req.Header))
 	if s.cache.Len() != n-1 {
 		t.Errorf("sign-out left the session cached")
 	}
@@ -274,7 +274,7 @@ func TestDomainCookies(t *testing.T) {
 		t.Errorf("no ID token cookie for %s among %v", SignOutPath, cookies)
 	}
 	rec := httptest.NewRecorder()
-	s.Clear(rec, req)
+	s.Clear(rec, s.Cookies(req.Header))
 	for _, ck := range rec.Result().Cookies() {
 		if ck.Domain != "example.com" || ck.MaxAge >= 0 {
 			t.Errorf("expiring %s: domain %q max-age %d", ck.Name, ck.Domain, ck.MaxAge)
@@ -293,7 +293,7 @@ func TestForwardedIDToken(t *testing.T) {
 	now := time.Now()
 	s := testStore(t, now)
 	req, _ := roundTrip(t, s, &Session{RefreshToken: "r", IDToken: "the.id.token", ForwardedIDToken: "the.id.token", Created: now, Identity: &auth.Identity{User: "u"}})
-	if got, err := s.Load(req); err != nil || got.ForwardedIDToken != "the.id.token" || got.IDToken != "" {
+	if got, err := s.Load(s.Cookies(req.Header)); err != nil || got.ForwardedIDToken != "the.id.token" || got.IDToken != "" {
 		t.Errorf("Load = %+v, %v: want the forwarded ID token only", got, err)
 	}
 }

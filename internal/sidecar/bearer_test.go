@@ -289,9 +289,25 @@ func TestIdPDownAtStartThenUp(t *testing.T) {
 	if resp, _ := do(t, nil, "GET", e.adminURL+"/ready", nil); resp.StatusCode != 503 {
 		t.Fatalf("/ready while IdP down: %d", resp.StatusCode)
 	}
-	resp, body := do(t, nil, "GET", e.proxyURL+"/", map[string]string{"Accept": "text/html"})
-	if resp.StatusCode != 503 || !strings.Contains(body, "identity provider") || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("request while IdP down: %d %q", resp.StatusCode, body)
+	// Every path that needs the IdP answers the same 503, with Retry-After and one wording.
+	var first string
+	for _, path := range []string{"/", "/oauth2/start?rd=/x", "/oauth2/callback?code=c&state=s", "/oauth2/userinfo", "/oauth2/auth", "/oauth2/sign_in"} {
+		resp, body := do(t, nil, "GET", e.proxyURL+path, map[string]string{"Accept": "text/html"})
+		if path == "/oauth2/sign_in" {
+			// sign_in only sends the browser on to /oauth2/start, which then answers the 503.
+			if resp.StatusCode != 302 {
+				t.Errorf("%s while IdP down: %d %q", path, resp.StatusCode, body)
+			}
+			continue
+		}
+		if resp.StatusCode != 503 || !strings.Contains(body, "identity provider") || resp.Header.Get("Retry-After") == "" {
+			t.Errorf("%s while IdP down: %d %q (Retry-After %q)", path, resp.StatusCode, body, resp.Header.Get("Retry-After"))
+		}
+		if first == "" {
+			first = body
+		} else if body != first {
+			t.Errorf("%s while IdP down says %q, / says %q", path, body, first)
+		}
 	}
 	e.idp.SetDown(false)
 	e.waitReady()

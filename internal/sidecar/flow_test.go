@@ -198,7 +198,7 @@ func TestTamperedAndExpiredCookies(t *testing.T) {
 	rec := &headerRecorder{h: http.Header{}}
 	req, _ := http.NewRequest("GET", "/", nil)
 	tok := e.idp.Mint(e.idp.Claims())
-	if err := old.Save(rec, req, &session.Session{AccessToken: tok, Expiry: time.Now().Add(time.Hour),
+	if err := old.Save(rec, old.Cookies(req.Header), &session.Session{AccessToken: tok, Expiry: time.Now().Add(time.Hour),
 		Created: time.Now().Add(-13 * time.Hour), Identity: &auth.Identity{User: "alice", Subject: "user-1"}}); err != nil {
 		t.Fatal(err)
 	}

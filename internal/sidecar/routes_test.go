@@ -486,12 +486,18 @@ func startGRPCHealth(t *testing.T, status byte) string {
 func TestSignInForbiddenAndUserinfoUnauthenticated(t *testing.T) {
 	e := newEnv(t, envOpt{opts: func(o *options.Options) { o.AllowedRoles = []string{"admin"} }})
 	// A signed-in user the policy refuses gets a 403 from sign_in, not another login round.
-	resp, _ := do(t, nil, "GET", e.faURL+"/oauth2/sign_in", bearer(e.idp.Mint(e.idp.Claims())))
+	resp, signInBody := do(t, nil, "GET", e.faURL+"/oauth2/sign_in", bearer(e.idp.Mint(e.idp.Claims())))
 	if resp.StatusCode != 403 {
 		t.Errorf("sign_in for a forbidden user: %d", resp.StatusCode)
 	}
-	if resp, _ := do(t, nil, "GET", e.proxyURL+"/x", bearer(e.idp.Mint(e.idp.Claims()))); resp.StatusCode != 403 {
+	resp, proxyBody := do(t, nil, "GET", e.proxyURL+"/x", bearer(e.idp.Mint(e.idp.Claims())))
+	if resp.StatusCode != 403 {
 		t.Errorf("forbidden user through the proxy: %d", resp.StatusCode)
+	}
+	// Forward-auth, sign_in and the proxy give the same answer to the same refusal.
+	resp, authBody := do(t, nil, "GET", e.faURL+"/oauth2/auth", bearer(e.idp.Mint(e.idp.Claims())))
+	if resp.StatusCode != 403 || authBody != proxyBody || signInBody != proxyBody {
+		t.Errorf("forbidden answers differ: auth %d %q, sign_in %q, proxy %q", resp.StatusCode, authBody, signInBody, proxyBody)
 	}
 	if resp, _ := do(t, nil, "GET", e.proxyURL+"/oauth2/userinfo", nil); resp.StatusCode != 401 {
 		t.Errorf("userinfo without credentials: %d", resp.StatusCode)

@@ -45,7 +45,8 @@ func TestSessionCookieSizeKeycloak(t *testing.T) {
 		if len(own) != 1 || n > tc.max {
 			t.Errorf("groups=%d: %d cookies, %d bytes per request, want 1 and at most %d", tc.groups, len(own), n, tc.max)
 		}
-		sess, err := testStore(t).Load(requestWith(own))
+		st := testStore(t)
+		sess, err := st.Load(st.Cookies(requestWith(own).Header))
 		if err != nil {
 			t.Fatal(err)
 		}
