@@ -59,11 +59,15 @@ $(HELM):
 helm: $(HELM) ## Build helm (HELM_VERSION) into the tools cache and print its path
 	@echo $(HELM)
 
+SCRIPTS    := $(shell find . -name '*.sh' -not -path './.git/*') .ci/run
+
 .PHONY: lint
-lint: ## gofmt and go vet
+lint: ## gofmt, go vet, shellcheck (Debian's package; .ci/run installs it)
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./test/e2e/...
+	@command -v shellcheck >/dev/null || { echo "shellcheck is missing: apt-get install shellcheck"; exit 1; }
+	shellcheck -x $(SCRIPTS)
 
 .PHONY: bench
 bench: bin/sidecar bin/injector ## Full benchmark (~8 min, quiet machine): podgate vs direct vs oauth2-proxy, webhook, growth; rewrites docs/benchmarks.md

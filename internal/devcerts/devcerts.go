@@ -4,10 +4,8 @@ package devcerts
 
 import (
 	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -73,49 +71,18 @@ func Ensure(o Options) (bool, error) {
 		return false, err
 	}
 	now := o.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ca, err := NewCA("podgate development CA", now, now.Add(10*o.Validity))
 	if err != nil {
 		return false, err
 	}
-	caTmpl := &x509.Certificate{
-		SerialNumber: serial(), Subject: pkix.Name{CommonName: "podgate development CA"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(10 * o.Validity),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	cert, key, err := ca.Issue(Leaf{CommonName: cn, DNSNames: names, NotAfter: now.Add(o.Validity),
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}, now)
 	if err != nil {
 		return false, err
 	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return false, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: serial(), Subject: pkix.Name{CommonName: cn}, DNSNames: names,
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(o.Validity),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return false, err
-	}
-	for _, f := range []struct {
-		name, typ string
-		der       []byte
-		mode      os.FileMode
-	}{
-		{CAFile, "CERTIFICATE", caDER, 0o644},
-		{CAKey, "EC PRIVATE KEY", mustEC(caKey), 0o600},
-		{CertFile, "CERTIFICATE", der, 0o644},
-		{KeyFile, "EC PRIVATE KEY", mustEC(key), 0o600},
-	} {
-		b := pem.EncodeToMemory(&pem.Block{Type: f.typ, Bytes: f.der})
-		if err := os.WriteFile(filepath.Join(o.Dir, f.name), b, f.mode); err != nil {
-			return false, err
-		}
-	}
-	return true, nil
+	err = WriteFiles(o.Dir, File{Name: CAFile, Data: ca.CertPEM()}, File{Name: CAKey, Data: ca.KeyPEM(), Key: true},
+		File{Name: CertFile, Data: cert}, File{Name: KeyFile, Data: key, Key: true})
+	return err == nil, err
 }
 
 // stillValid: the serving certificate exists, chains to the CA, names the Service and is not

@@ -9,8 +9,11 @@ set -o errexit -o nounset -o pipefail
 cd "$(dirname "$0")/../.."
 [[ $(id -u) == 0 ]] || { echo "run.sh: must run as root (the local cluster needs it)" >&2; exit 1; }
 export PATH=$PATH:/usr/local/go/bin
-cache=${PODGATE_E2E_CACHE:-${XDG_CACHE_HOME:-/var/cache}/podgate-e2e}
-logs=${PODGATE_E2E_LOGS:-/var/log/podgate-e2e}
+# The settings (directories, versions, the node IP) are defined in Go; the scripts this run starts
+# inherit them from here.
+settings=$(go run ./test/e2e/cmd/podgate-e2e env)
+eval "$settings"
+cache=${PODGATE_E2E_CACHE:?} logs=${PODGATE_E2E_LOGS:?}
 mkdir -p "$cache"
 if [[ -z ${PODGATE_E2E_LOCKED:-} ]]; then
 	# Re-run under the lock. -o: the lock's descriptor is not inherited, so the daemons a demo

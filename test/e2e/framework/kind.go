@@ -48,7 +48,7 @@ const kindConfig = `kind: Cluster
 apiVersion: kind.x-k8s.io/v1alpha4
 networking:
   podSubnet: 198.18.64.0/18
-  serviceSubnet: 198.19.0.0/16
+  serviceSubnet: ` + ServiceCIDR + `
 nodes:
 - role: control-plane
 `
@@ -87,7 +87,7 @@ func (k *Kind) Create(ctx context.Context, images []Image) error {
 }
 
 // kindRoutes are the cluster's service and pod ranges (see kindConfig).
-var kindRoutes = []string{"198.19.0.0/16", "198.18.64.0/18"}
+var kindRoutes = []string{ServiceCIDR, "198.18.64.0/18"}
 
 // nodeIP is the control-plane container's address on the container engine's "kind" network.
 func (k *Kind) nodeIP(ctx context.Context) (string, error) {

@@ -5,11 +5,6 @@ import (
 	"fmt"
 )
 
-// NodeIP is the address the host side of every provider owns: Keycloak and the forward-auth nginx
-// listen there, and pods reach it through their default route. It lies in 198.18.0.0/15, which
-// nothing outside this machine routes to it.
-const NodeIP = "198.18.255.1"
-
 // Provider brings up a Kubernetes cluster the e2e suite can run against. The suite and the
 // manifests are the same for every provider; only how the cluster and its images come to exist
 // differs.

@@ -19,8 +19,7 @@ const (
 	RoutingNS        = "podgate-routing"
 	RoutingProxyIP   = "198.19.0.90" // fixed: Keycloak's redirect URI names it
 	RoutingURL       = "http://" + RoutingProxyIP
-	ClusterDNSIP     = "198.19.0.10" // CoreDNS (cluster/local/lib.sh's DNS_IP)
-	RoutedUser       = "carol"       // realm role ide-user: routed to ide-carol by the {user} template
+	RoutedUser       = "carol" // realm role ide-user: routed to ide-carol by the {user} template
 	RoutedPass       = "carol-password"
 	UppercaseUser    = "Dave" // created as "Dave"; Keycloak stores user names lower-cased
 	UppercasePass    = "dave-password"

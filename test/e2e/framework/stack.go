@@ -32,7 +32,7 @@ func NewStack(log io.Writer) (*Stack, error) {
 	if err != nil {
 		return nil, err
 	}
-	scripts := Scripts{Dir: filepath.Join(root, "test", "e2e"), Log: log}
+	scripts := Scripts{Dir: filepath.Join(root, "test", "e2e"), Log: log, Env: Env()}
 	provider, err := NewProvider(os.Getenv("PODGATE_E2E_PROVIDER"), scripts)
 	if err != nil {
 		return nil, err

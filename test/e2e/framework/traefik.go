@@ -51,7 +51,7 @@ func (s *Stack) TraefikDir() string { return filepath.Join(s.Root, "test", "e2e"
 
 // TraefikCRDDir is the crd/ directory of the Traefik source, copied into the cache by traefik/build.sh.
 func TraefikCRDDir() string {
-	return filepath.Join(CacheDir(), "traefik-"+envOr("TRAEFIK_VERSION", "v3.7.9"), "crd")
+	return filepath.Join(CacheDir(), "traefik-"+TraefikVersion, "crd")
 }
 
 // DeployTraefik installs Traefik's CRDs and RBAC from its source, then the controller from

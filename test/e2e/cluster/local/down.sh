@@ -44,10 +44,10 @@ done
 # is still in the kubelet's cgroups is a container of this cluster.
 cgroup_procs() { find /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods -name cgroup.procs -exec cat {} + 2>/dev/null | sort -u; }
 for _ in $(seq 25); do
-	pids=$(cgroup_procs)
-	[[ -z $pids ]] && break
-	log "killing container processes left in the kubepods cgroups: $(echo $pids)"
-	kill -9 $pids 2>/dev/null
+	mapfile -t procs < <(cgroup_procs)
+	((${#procs[@]})) || break
+	log "killing container processes left in the kubepods cgroups: ${procs[*]}"
+	kill -9 "${procs[@]}" 2>/dev/null
 	sleep 0.2
 done
 stop kube-apiserver
@@ -56,7 +56,9 @@ stop etcd # after the API server, which would otherwise hang on its way out
 # 4. Mounts under the state directory (deepest first) and the pod network namespaces we created.
 while read -r m; do try umount -l "$m"; done < <(awk -v root="$PODGATE_E2E_STATE" 'index($2, root) == 1 {print $2}' /proc/self/mounts | sort -r)
 if [[ -f $RUN/netns-before ]]; then
-	for n in $(ls /var/run/netns 2>/dev/null); do
+	for p in /var/run/netns/*; do
+		[[ -e $p ]] || continue
+		n=${p##*/}
 		grep -qx "$n" "$RUN/netns-before" && continue
 		umount "/var/run/netns/$n" 2>/dev/null
 		try rm -f "/var/run/netns/$n"
@@ -70,10 +72,10 @@ for v in $(ip -o link show master "$POD_BRIDGE" 2>/dev/null | awk -F': ' '{print
 	ip link del "$v" 2>/dev/null || gone "$v" || { log "teardown step failed: ip link del $v"; failed=1; }
 done
 if [[ -f $RUN/created-links ]]; then
-	for l in $(cat "$RUN/created-links"); do ip link show "$l" >/dev/null 2>&1 && try ip link del "$l"; done
+	while read -r l; do ip link show "$l" >/dev/null 2>&1 && try ip link del "$l"; done <"$RUN/created-links"
 fi
 if nft list table inet "$GUARD_TABLE" >/dev/null 2>&1; then
-	dropped=$(nft list table inet "$GUARD_TABLE" | awk '/counter packets/ {for (i = 1; i < NF; i++) if ($i == "packets") n += $(i + 1)} END {print n + 0}')
+	dropped=$(nft -j list table inet "$GUARD_TABLE" | jq '[.nftables[].rule // empty | .expr[].counter // empty | .packets] | add // 0')
 	log "guard: $dropped packets from or to 198.18.0.0/15 stopped at the uplink during the run"
 	nft delete table inet "$GUARD_TABLE"
 fi
@@ -102,17 +104,21 @@ for ipt in iptables ip6tables; do
 	done
 done
 # iptables-nft registers base chains (and tables) on first use; drop those that are empty and new.
-if [[ -f $RUN/nft-before ]]; then
-	chains() { awk '/^table /{t=$2" "$3} /^\tchain /{c=$2; n=0} /^\t\t/ && !/^\t\ttype /{n++} /^\t}/{print t, c, n}' "$@"; }
-	chains <(nft list ruleset) | while read -r fam tab ch n; do
-		[[ $n == 0 && $ch =~ ^(INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING)$ ]] || continue
-		chains "$RUN/nft-before" | grep -q "^$fam $tab $ch " && continue
-		nft delete chain "$fam" "$tab" "$ch" 2>/dev/null
-	done
-	nft list tables 2>/dev/null | while read -r _ fam tab; do
-		grep -q "^table $fam $tab {" "$RUN/nft-before" && continue
-		[[ -z $(nft list table "$fam" "$tab" | grep -E '^\s+chain ') ]] && nft delete table "$fam" "$tab"
-	done
+# Both rulesets are read as nft's JSON: chains and tables by family, table and name.
+if [[ -f $RUN/nft-before.json ]]; then
+	nft -j list ruleset | jq -r --slurpfile before "$RUN/nft-before.json" '
+		[$before[0].nftables[].chain // empty | [.family, .table, .name]] as $old
+		| [.nftables[].rule // empty | [.family, .table, .chain]] as $used
+		| .nftables[].chain // empty | [.family, .table, .name]
+		| select(.[2] | test("^(INPUT|OUTPUT|FORWARD|PREROUTING|POSTROUTING)$"))
+		| select(. as $c | ($old | index([$c])) == null and ($used | index([$c])) == null)
+		| @sh' | while read -r chain; do eval "nft delete chain $chain" 2>/dev/null; done
+	nft -j list ruleset | jq -r --slurpfile before "$RUN/nft-before.json" '
+		[$before[0].nftables[].table // empty | [.family, .name]] as $old
+		| [.nftables[].chain // empty | [.family, .table]] as $withChains
+		| .nftables[].table // empty | [.family, .name]
+		| select(. as $t | ($old | index([$t])) == null and ($withChains | index([$t])) == null)
+		| @sh' | while read -r table; do eval "nft delete table $table"; done
 fi
 
 # 7. Cgroups the kubelet created (cgroup v1 keeps one hierarchy per controller).
@@ -124,11 +130,11 @@ done
 
 # 8. Directories we created outside the state directory, and sysctls back to what they were.
 if [[ -f $RUN/created-paths ]]; then
-	for p in $(cat "$RUN/created-paths"); do
+	while read -r p; do
 		[[ -e $p ]] || continue
 		if grep -q " $p/" /proc/self/mounts; then log "not removing $p: still has mounts"; failed=1; continue; fi
 		try rm -rf "$p"
-	done
+	done <"$RUN/created-paths"
 fi
 if [[ -f $RUN/sysctl-before ]]; then
 	# ip_forward first: writing it resets the per-interface forwarding settings too.

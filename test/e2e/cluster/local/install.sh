@@ -10,7 +10,7 @@ declare -A WANT=(
 	[containerd]=containerd [runc]=runc [/usr/lib/cni/bridge]=containernetworking-plugins
 	[iptables]=iptables [conntrack]=conntrack [socat]=socat [ethtool]=ethtool [ebtables]=ebtables
 	[nft]=nftables [buildah]=buildah [nginx]=nginx [curl]=curl [unzip]=unzip [openssl]=openssl
-	[pgrep]=procps [sysctl]=procps
+	[pgrep]=procps [sysctl]=procps [jq]=jq [shellcheck]=shellcheck
 	[nsenter]=util-linux [ip]=iproute2 [mvn]=maven [java]=openjdk-17-jre-headless [flock]=util-linux
 )
 missing=()

@@ -1,36 +1,41 @@
+# shellcheck shell=bash disable=SC2034 # the variables below are used by the scripts that source this file
 # Shared settings and helpers for the local cluster provider. Source it; do not run it.
 #
-# Layout (all outside the repository, so a fresh clone reuses what an earlier run built):
+# The run's settings are defined once, in Go (test/e2e/framework/settings.go), and reach every script
+# in its environment; the scripts require them. To run a script by hand:
+#   eval "$(go run ./test/e2e/cmd/podgate-e2e env)"
 #   $PODGATE_E2E_CACHE  built binaries and downloads, keyed by version; never removed by teardown
 #   $PODGATE_E2E_STATE  everything a running cluster owns (PKI, etcd data, containerd root, PID files);
 #                       teardown removes it
 #   $PODGATE_E2E_LOGS   component logs, kept after teardown for post-mortems, emptied when run.sh starts a run
+#   $K8S_VERSION, $ETCD_VERSION, $TRAEFIK_VERSION (and its $TRAEFIK_SHA256), $COREDNS_VERSION,
+#   $NODE_IP, $NODE_NAME, $SVC_CIDR, $DNS_IP, $API_URL
 
 set -o errexit -o nounset -o pipefail
 
-: "${PODGATE_E2E_CACHE:=${XDG_CACHE_HOME:-/var/cache}/podgate-e2e}"
-: "${PODGATE_E2E_STATE:=/var/lib/podgate-e2e}"
-: "${PODGATE_E2E_LOGS:=/var/log/podgate-e2e}"
-: "${K8S_VERSION:=v1.34.4}"
-: "${ETCD_VERSION:=v3.6.16}"
+: "${PODGATE_E2E_CACHE:?is not set: run through make e2e, or see the top of lib.sh}"
+: "${PODGATE_E2E_STATE:?is not set: run through make e2e, or see the top of lib.sh}"
+: "${PODGATE_E2E_LOGS:?is not set: run through make e2e, or see the top of lib.sh}"
+: "${K8S_VERSION:?is not set: run through make e2e, or see the top of lib.sh}"
+: "${ETCD_VERSION:?is not set: run through make e2e, or see the top of lib.sh}"
+: "${NODE_IP:?is not set: run through make e2e, or see the top of lib.sh}"
+: "${NODE_NAME:?is not set: run through make e2e, or see the top of lib.sh}"
+: "${SVC_CIDR:?is not set: run through make e2e, or see the top of lib.sh}"
+: "${API_URL:?is not set: run through make e2e, or see the top of lib.sh}"
+: "${TRAEFIK_VERSION:?is not set: run through make e2e, or see the top of lib.sh}"
+: "${TRAEFIK_SHA256:?is not set: run through make e2e, or see the top of lib.sh}"
+: "${COREDNS_VERSION:?is not set: run through make e2e, or see the top of lib.sh}"
+: "${DNS_IP:?is not set: run through make e2e, or see the top of lib.sh}"
 # Traefik is built from the source tarball in the shared third_party directory (test/e2e/traefik/build.sh).
-: "${TRAEFIK_VERSION:=v3.7.9}"
 # The tarball sits in shared/third_party beside the main checkout (for a worktree, beside the checkout
 # that owns its .git).
 : "${TRAEFIK_SRC:=$(dirname "$(git -C "$(dirname "${BASH_SOURCE[0]}")" rev-parse --path-format=absolute --git-common-dir 2>/dev/null)")/../shared/third_party/traefik/traefik-$TRAEFIK_VERSION-src.tar.gz}"
-TRAEFIK_SHA256=eaebc112f91a13953d5f239a8bf37af32bf0b14172bec3ca4ed59e6eb019720e
-: "${COREDNS_VERSION:=v1.15.0}"
 
 # Addresses: only the benchmarking range 198.18.0.0/15, which nothing outside this machine routes to us.
-NODE_NAME=podgate-e2e
-NODE_IP=198.18.255.1
 NODE_BRIDGE=pg-node0      # empty bridge carrying the node IP (this kernel has no dummy netdev)
 POD_BRIDGE=cni0
 POD_CIDR=198.18.10.0/24
 POD_GATEWAY=198.18.10.1
-SVC_CIDR=198.19.0.0/16
-DNS_IP=198.19.0.10        # the cluster DNS Service (CoreDNS), as kubeadm's 10th address of the range
-API_URL=https://$NODE_IP:6443
 GUARD_TABLE=podgate_e2e_guard
 
 K8S_BIN=$PODGATE_E2E_CACHE/kubernetes-$K8S_VERSION/bin

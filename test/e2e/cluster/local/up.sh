@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Brings up a single-node Kubernetes cluster as plain processes: etcd, kube-apiserver,
 # kube-controller-manager, kube-scheduler, containerd, kubelet and kube-proxy (iptables mode).
-#   up.sh [all]     everything below, in order
+#   up.sh [all]       everything below, in order
 #   up.sh network     record the host's state, then the node IP, pod bridge, service route, nft guard, sysctls
 #   up.sh containerd  containerd alone, so images.sh can import the images (the pause image first of all)
-#   up.sh cluster     PKI, control plane, node, kube-proxy, cluster DNS; waits until the node is Ready
-#                     and CoreDNS answers
+#   up.sh cluster     control plane, node, kube-proxy (with the PKI the framework wrote), cluster DNS;
+#                     waits until the node is Ready and CoreDNS answers
 # Every change to the host is recorded under $RUN first, so down.sh can undo exactly that.
 source "$(dirname "$0")/lib.sh"
 
@@ -26,7 +26,7 @@ record_host() {
 	for p in $HARDCODED_PATHS; do [[ -e $p ]] || echo "$p"; done >"$RUN/created-paths"
 	for k in $SYSCTLS; do sysctl -n "$k" >/dev/null 2>&1 && printf '%s=%s\n' "$k" "$(sysctl -n "$k" | tr '\t' ' ')"; done >"$RUN/sysctl-before"
 	ls /var/run/netns >"$RUN/netns-before" 2>/dev/null || true
-	nft list ruleset >"$RUN/nft-before" 2>/dev/null || true
+	nft -j list ruleset >"$RUN/nft-before.json" 2>/dev/null || echo '{"nftables": []}' >"$RUN/nft-before.json"
 	for t in filter nat mangle raw; do iptables-save -t "$t" 2>/dev/null | sed -n 's/^:\([^ ]*\) .*/'"$t"' \1/p'; done >"$RUN/iptables-chains-before"
 	for t in filter nat mangle raw; do ip6tables-save -t "$t" 2>/dev/null | sed -n 's/^:\([^ ]*\) .*/'"$t"' \1/p'; done >"$RUN/ip6tables-chains-before"
 	: >"$RUN/created-links"
@@ -75,67 +75,10 @@ network() {
 	log "network: node IP $NODE_IP on $NODE_BRIDGE, pods $POD_CIDR on $POD_BRIDGE, services $SVC_CIDR, guard on $uplinks"
 }
 
-# cert NAME CN ORG SANS: a leaf certificate signed by the cluster CA (ECDSA P-256: fast to make).
-cert() {
-	local name=$1 cn=$2 org=$3 sans=$4 subj="/CN=$2"
-	[[ -n $org ]] && subj="/O=$org/CN=$cn"
-	openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$PKI/$name.key" \
-		-subj "$subj" -out "$PKI/$name.csr" 2>/dev/null
-	{
-		echo "basicConstraints=critical,CA:FALSE"
-		echo "keyUsage=critical,digitalSignature,keyEncipherment"
-		if [[ -n $sans ]]; then
-			echo "extendedKeyUsage=serverAuth,clientAuth"
-			echo "subjectAltName=$sans"
-		else
-			echo "extendedKeyUsage=clientAuth"
-		fi
-	} >"$PKI/$name.ext"
-	openssl x509 -req -in "$PKI/$name.csr" -CA "$PKI/ca.crt" -CAkey "$PKI/ca.key" -CAcreateserial \
-		-days 30 -extfile "$PKI/$name.ext" -out "$PKI/$name.crt" 2>/dev/null
-	rm -f "$PKI/$name.csr" "$PKI/$name.ext"
-}
-
-# kubeconfig NAME: a kubeconfig for the client certificate NAME.crt.
-kubeconfig() {
-	cat >"$PKI/$1.kubeconfig" <<-KC
-		apiVersion: v1
-		kind: Config
-		clusters:
-		- name: podgate-e2e
-		  cluster:
-		    server: $API_URL
-		    certificate-authority-data: $(base64 -w0 "$PKI/ca.crt")
-		users:
-		- name: $1
-		  user:
-		    client-certificate-data: $(base64 -w0 "$PKI/$1.crt")
-		    client-key-data: $(base64 -w0 "$PKI/$1.key")
-		contexts:
-		- name: podgate-e2e
-		  context: {cluster: podgate-e2e, user: $1}
-		current-context: podgate-e2e
-	KC
-}
-
+# The PKI (CA, component certificates and kubeconfigs, service-account key) is written in Go by the
+# e2e framework before `up.sh cluster` (test/e2e/framework/pki.go); this only checks it is there.
 pki() {
-	[[ -f $PKI/done ]] && return
-	rm -rf "$PKI" && mkdir -p "$PKI" && chmod 700 "$PKI"
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 30 \
-		-subj "/CN=podgate-e2e-ca" -keyout "$PKI/ca.key" -out "$PKI/ca.crt" 2>/dev/null
-	cert apiserver kube-apiserver "" \
-		"DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local,DNS:localhost,IP:127.0.0.1,IP:$NODE_IP,IP:${SVC_CIDR%.0/*}.1"
-	cert apiserver-kubelet-client kube-apiserver-kubelet-client system:masters ""
-	cert admin podgate-e2e-admin system:masters ""
-	cert controller-manager system:kube-controller-manager "" ""
-	cert scheduler system:kube-scheduler "" ""
-	cert kubelet "system:node:$NODE_NAME" system:nodes ""
-	cert kube-proxy system:kube-proxy "" ""
-	openssl ecparam -name prime256v1 -genkey -noout -out "$PKI/sa.key" 2>/dev/null
-	openssl ec -in "$PKI/sa.key" -pubout -out "$PKI/sa.pub" 2>/dev/null
-	for n in admin controller-manager scheduler kubelet kube-proxy; do kubeconfig "$n"; done
-	touch "$PKI/done"
-	log "pki: CA and component certificates in $PKI"
+	[[ -f $PKI/done ]] || die "no cluster PKI in $PKI: the e2e framework writes it before up.sh cluster"
 }
 
 control_plane() {

@@ -1,6 +1,7 @@
 // Command podgate-e2e brings the e2e stack up for a person to try (`make demo`) and tears it down
 // again (`make demo-down`, also the safety net `make e2e` runs when the test binary died before
-// its own teardown). The tests themselves run with `go test -tags e2e ./test/e2e`.
+// its own teardown). `podgate-e2e env` prints the run's settings as shell assignments, for run.sh
+// and for running a script by hand. The tests themselves run with `go test -tags e2e ./test/e2e`.
 package main
 
 import (
@@ -8,15 +9,24 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/podgate/podgate/test/e2e/framework"
 )
 
 func main() {
-	if len(os.Args) != 2 || (os.Args[1] != "demo" && os.Args[1] != "down") {
-		fmt.Fprintln(os.Stderr, "usage: podgate-e2e demo|down   (PODGATE_E2E_PROVIDER=local|kind)")
+	if len(os.Args) != 2 || (os.Args[1] != "demo" && os.Args[1] != "down" && os.Args[1] != "env") {
+		fmt.Fprintln(os.Stderr, "usage: podgate-e2e demo|down|env   (PODGATE_E2E_PROVIDER=local|kind)")
 		os.Exit(2)
+	}
+	if os.Args[1] == "env" {
+		for _, kv := range framework.Env() {
+			name, value, _ := strings.Cut(kv, "=")
+			// Single-quoted: the shell takes the value as it is.
+			fmt.Printf("export %s='%s'\n", name, strings.ReplaceAll(value, "'", `'\''`))
+		}
+		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
