@@ -14,6 +14,8 @@ BENCH        ?= .
 BENCHTIME    ?= 1s
 FUZZTIME     ?= 10s
 SOAK_DURATION ?= 10m
+# deadcode from the Go module proxy, pinned; go run caches the build.
+DEADCODE     ?= $(GO) run golang.org/x/tools/cmd/deadcode@v0.52.0
 
 # helm for the chart's lint and template in make test (and the e2e's chart install): built from the
 # Go module proxy into a cache outside the repository, once per version. As root (CI, make e2e) the
@@ -62,11 +64,12 @@ helm: $(HELM) ## Build helm (HELM_VERSION) into the tools cache and print its pa
 SCRIPTS    := $(shell find . -name '*.sh' -not -path './.git/*') .ci/run
 
 .PHONY: lint
-lint: ## gofmt, go vet, shellcheck (Debian's package; .ci/run installs it)
+lint: ## gofmt, go vet, deadcode (functions nothing calls, tests included), shellcheck
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./test/e2e/...
-	@command -v shellcheck >/dev/null || { echo "shellcheck is missing: apt-get install shellcheck"; exit 1; }
+	@out=$$($(DEADCODE) -test -tags e2e ./...) || exit 1; if [ -n "$$out" ]; then echo "unreachable functions (remove them):"; echo "$$out"; exit 1; fi
+	@command -v shellcheck >/dev/null || { echo "shellcheck is missing: apt-get install shellcheck (.ci/run installs it)"; exit 1; }
 	shellcheck -x $(SCRIPTS)
 
 .PHONY: bench

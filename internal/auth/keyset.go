@@ -46,9 +46,8 @@ type KeySet struct {
 	// OnFetch is told the result of every fetch attempt ("ok", "error", "ratelimited").
 	OnFetch func(result string)
 
-	mu     sync.RWMutex
-	keys   []jose.JSONWebKey
-	loaded bool
+	mu   sync.RWMutex
+	keys []jose.JSONWebKey
 
 	fetchMu  sync.Mutex // guards url, flight and lastDone
 	url      string
@@ -76,13 +75,6 @@ func (k *KeySet) SetURL(url string) {
 	k.fetchMu.Lock()
 	k.url = url
 	k.fetchMu.Unlock()
-}
-
-// Loaded reports whether at least one successful fetch happened.
-func (k *KeySet) Loaded() bool {
-	k.mu.RLock()
-	defer k.mu.RUnlock()
-	return k.loaded
 }
 
 // Refresh fetches the key set now, regardless of the rate limit (start-up, periodic refresh), or
@@ -116,7 +108,7 @@ func (k *KeySet) run(f *fetchFlight, url string) {
 	keys, err := k.fetch(ctx, url)
 	if err == nil {
 		k.mu.Lock()
-		k.keys, k.loaded = keys, true
+		k.keys = keys
 		k.mu.Unlock()
 	}
 	k.fetchMu.Lock()

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -177,9 +176,6 @@ func Parse(args []string, lookupEnv func(string) (string, bool)) (*Options, erro
 	}
 	return &o, nil
 }
-
-// ParseOS is Parse with the process's arguments and environment.
-func ParseOS() (*Options, error) { return Parse(os.Args[1:], os.LookupEnv) }
 
 // unwrapSetError drops pflag's own "invalid argument ... for flag" wrapping, which repeats the
 // flag name and value that the caller's message already carries.

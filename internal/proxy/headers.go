@@ -19,7 +19,6 @@ const (
 	HeaderFwdEmail          = "X-Forwarded-Email"
 	HeaderFwdGroups         = "X-Forwarded-Groups"
 	HeaderFwdPreferred      = "X-Forwarded-Preferred-Username"
-	HeaderFwdAccessToken    = "X-Forwarded-Access-Token"
 	// HeaderIDToken carries "Bearer <ID token>" with --pass-id-token: the header Backstage's
 	// oauth2-proxy provider reads (and decodes without verifying, so a client-sent copy must
 	// never pass).

@@ -1,7 +1,6 @@
 package route
 
 import (
-	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -304,10 +303,4 @@ func parseTemplate(s string) (Template, error) {
 		t.labels = append(t.labels, pieces)
 	}
 	return t, nil
-}
-
-// IsRefused reports whether err is a claim value refused by Resolve.
-func IsRefused(err error) bool {
-	var r *RefusedError
-	return errors.As(err, &r)
 }

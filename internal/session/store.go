@@ -91,9 +91,6 @@ func (s *Store) WithDomain(domain string) *Store {
 	return s
 }
 
-// Name returns the session cookie's name.
-func (s *Store) Name() string { return s.name }
-
 // CSRFName returns the login cookie's name.
 func (s *Store) CSRFName() string { return s.name + "_csrf" }
 
