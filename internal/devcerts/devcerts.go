@@ -1,5 +1,6 @@
-// Package devcerts makes the development CA and the webhook's serving certificate for clusters
-// without cert-manager (kind, the e2e tests). Production installs use the cert-manager overlay.
+// Package devcerts makes development certificates: the webhook's CA and serving certificate for
+// clusters without cert-manager (kind, the e2e tests), and the CA the e2e cluster's PKI is issued
+// from. Production installs use the cert-manager overlay.
 package devcerts
 
 import (

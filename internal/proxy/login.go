@@ -396,7 +396,7 @@ func (h *Handler) userInfo(w http.ResponseWriter, r *http.Request) {
 
 // forwardAuth answers an ingress's sub-request: 202 with identity headers, 401 or 403. Skip rules
 // are deliberately not applied: the ingress decides which routes need auth, and matching the
-// client-controllable X-Forwarded-Uri against skip rules is how forward-auth got bypassed before.
+// client-controllable X-Forwarded-Uri against skip rules would let any client pick a skipped path.
 func (h *Handler) forwardAuth(w http.ResponseWriter, r *http.Request) {
 	start := h.now()
 	cookies := h.cfg.Store.Cookies(r.Header)
