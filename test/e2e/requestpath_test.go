@@ -274,8 +274,8 @@ func tokenExpiry(t *testing.T, jwt string) time.Time {
 }
 
 // An expired token is refused. It is a real Keycloak token, minted at start-up by a client whose
-// tokens live 10 s; the tests that run before it take far longer, so it has long expired beyond
-// the sidecar's 30 s skew (it waits out the rest when run alone).
+// tokens live 10 s; when it has not yet expired beyond the sidecar's 30 s skew, the test waits out
+// the rest (some seconds after the injection and request-path tests of a full run).
 func TestExpiredBearerToken(t *testing.T) {
 	requireDemo(t)
 	if exp := tokenExpiry(t, expiredToken.AccessToken).Add(31 * time.Second); time.Until(exp) > 0 {
