@@ -6,6 +6,11 @@
 # PATH they are installed into $PODGATE_BENCH_CACHE (default ~/.cache/podgate-bench), keyed by
 # version: wrk and its LuaJIT library unpacked from their Debian packages (no root, nothing
 # installed system-wide), oauth2-proxy built with go install.
+#
+# BASELINE=<git revision> also builds that revision's sidecar and injector (into the cache, keyed by
+# commit) and measures them in the same run, interleaved with this tree's: the before and after of a
+# change as ratios from one run (bearer_vs_baseline=…, webhook_vs_baseline=…). The benchmark renders
+# the sidecar's arguments from this tree's options, so the baseline must accept the same flags.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -52,7 +57,27 @@ o2p_bin() {
 	echo "$dir/oauth2-proxy"
 }
 
+# baseline_args builds the sidecar and injector of $BASELINE into the cache and prints the bench's
+# arguments for them.
+baseline_args() {
+	[[ -n ${BASELINE:-} ]] || return 0
+	local rev dir src
+	rev=$(git rev-parse --verify "$BASELINE^{commit}")
+	dir=$CACHE/baseline-$rev
+	if [[ ! -x $dir/sidecar || ! -x $dir/injector ]]; then
+		log "building the sidecar and injector of $BASELINE ($rev) into $dir"
+		src=$(mktemp -d)
+		git archive "$rev" | tar -x -C "$src"
+		rm -rf "$dir.tmp" && mkdir -p "$dir.tmp"
+		(cd "$src" && CGO_ENABLED=0 go build -trimpath -o "$dir.tmp/" ./cmd/sidecar ./cmd/injector)
+		rm -rf "$src" "$dir" && mv "$dir.tmp" "$dir"
+	fi
+	echo "-baseline-sidecar=$dir/sidecar -baseline-injector=$dir/injector"
+}
+
 WRK=$(wrk_bin)
 O2P=$(o2p_bin)
+BASE=$(baseline_args)
+read -r -a BASE_ARGS <<<"$BASE"
 go build -o bin/bench ./hack/bench
-exec bin/bench -wrk "$WRK" -oauth2-proxy "$O2P" -sidecar bin/sidecar -injector bin/injector "$@"
+exec bin/bench -wrk "$WRK" -oauth2-proxy "$O2P" -sidecar bin/sidecar -injector bin/injector "${BASE_ARGS[@]}" "$@"

@@ -136,6 +136,27 @@ func TestReportRenders(t *testing.T) {
 			t.Errorf("%s.svg has %d lines", name, strings.Count(svg, "<polyline"))
 		}
 	}
+	if strings.Contains(lines, "baseline") {
+		t.Errorf("figures against a baseline the run did not have:\n%s", lines)
+	}
+
+	// With baseline builds in the run: their rows, and the ratios against them.
+	for _, p := range []string{pathBearer, pathCookie} {
+		r.Paths[p][32] = append(r.Paths[p][32], ArmResult{nameBaseline, res(12000, 6*time.Millisecond, 4*time.Second)})
+	}
+	r.WebhookBaseline = map[int]map[int]Result{1: {16: res(800, 80*time.Millisecond, 2*time.Second)}}
+	lines = r.figures().String()
+	for _, want := range []string{"bearer_vs_baseline=1.50\n", "bearer_cpu_vs_baseline=0.33\n", "cookie_vs_baseline=1.50\n",
+		"webhook_vs_baseline=4.00\n", "webhook_cpu_vs_baseline=0.12\n", "webhook_baseline_p99_ms=80.00\n"} {
+		if !strings.Contains(lines, want) {
+			t.Errorf("figures lack %q:\n%s", want, lines)
+		}
+	}
+	for _, want := range []string{"| podgate baseline | 32 | 12000 |", "| typical pod, baseline | 16 | 800 |"} {
+		if q := r.quickTables(); !strings.Contains(q, want) {
+			t.Errorf("tables lack %q:\n%s", want, q)
+		}
+	}
 }
 
 // TestSoakVerdict checks the soak's pass/fail rule on made-up samples: the plateau is the highest

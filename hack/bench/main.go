@@ -46,9 +46,13 @@ type config struct {
 	oauth2Proxy string
 	sidecar     string
 	injector    string
-	doc         string
-	plots       string
-	work        string
+	// baseSidecar and baseInjector, when set, are other builds (make bench-quick BASELINE=<rev>)
+	// measured in the same run, each figure then also put against them.
+	baseSidecar  string
+	baseInjector string
+	doc          string
+	plots        string
+	work         string
 	// only, when not empty, limits the run to these parts (bearer, cookie, webhook, growth).
 	only map[string]bool
 	// soak, when set, runs the soak (see soak.go) instead of the benchmark.
@@ -74,6 +78,8 @@ func main() {
 	flag.StringVar(&c.oauth2Proxy, "oauth2-proxy", "oauth2-proxy", "oauth2-proxy binary (v7.15.6)")
 	flag.StringVar(&c.sidecar, "sidecar", "bin/sidecar", "podgate sidecar binary")
 	flag.StringVar(&c.injector, "injector", "bin/injector", "podgate injector binary")
+	flag.StringVar(&c.baseSidecar, "baseline-sidecar", "", "another sidecar build measured in the same run as the baseline (make bench-quick BASELINE=<git revision> builds one)")
+	flag.StringVar(&c.baseInjector, "baseline-injector", "", "another injector build measured in the same run as the baseline")
 	flag.StringVar(&c.doc, "doc", "docs/benchmarks.md", "document whose generated section the full run rewrites")
 	flag.StringVar(&c.plots, "plots", "docs/benchmarks", "directory of the SVG plots the full run writes")
 	flag.DurationVar(&c.soak.duration, "soak", 0, "run the soak for this long instead of the benchmark (make soak: 10m); 10m or more rewrites the soak section of -doc")
@@ -213,7 +219,7 @@ func (b *bench) measure(ctx context.Context, rep *Report) error {
 		pods = []int{1}
 	}
 	if b.cfg.want("webhook") {
-		if rep.Webhook, err = b.webhook(ctx, pods); err != nil {
+		if rep.Webhook, rep.WebhookBaseline, err = b.webhook(ctx, pods); err != nil {
 			return err
 		}
 	}

@@ -27,6 +27,8 @@ const (
 	nameDirect  = "upstream direct"
 	namePodgate = "podgate"
 	nameO2P     = "oauth2-proxy"
+	// nameBaseline is another podgate build measured in the same run (-baseline-sidecar).
+	nameBaseline = "podgate baseline"
 )
 
 const (
@@ -77,6 +79,10 @@ type bench struct {
 	// cookies are the session Cookie headers of alice's logins, by target.
 	cookies map[string]string
 	hook    webhookTarget
+	// baseSidecar and baseInjector run the baseline builds, when given.
+	baseSidecar, baseInjector *proc
+	baseURL                   string
+	baseHook                  webhookTarget
 }
 
 func (b *bench) start(name string, env []string, bin string, args ...string) (*proc, error) {
@@ -195,10 +201,15 @@ func (b *bench) startAll(ctx context.Context) error {
 			return err
 		}
 	}
+	if b.cfg.baseSidecar != "" {
+		if b.baseSidecar, b.baseURL, _, err = b.runSidecar(ctx, nameBaseline, b.cfg.baseSidecar, 0, bearer); err != nil {
+			return err
+		}
+	}
 	if err := b.startOAuth2Proxy(ctx, bearer); err != nil {
 		return err
 	}
-	return b.startInjector(ctx)
+	return b.startInjectors(ctx)
 }
 
 // startFixture starts the fixture process (self is this binary) and waits until its upstream serves.
@@ -223,17 +234,28 @@ func (b *bench) startFixture(ctx context.Context, self string) error {
 // startSidecar starts a sidecar with skipRules skip rules (none matching) and default settings,
 // changed by each of with.
 func (b *bench) startSidecar(ctx context.Context, skipRules int, bearer string, with ...func(*options.Options)) error {
-	listen, err := freeAddr()
+	p, u, admin, err := b.runSidecar(ctx, fmt.Sprintf("podgate-%d-skip-rules", skipRules), b.cfg.sidecar, skipRules, bearer, with...)
 	if err != nil {
 		return err
+	}
+	b.sidecars[skipRules], b.sideURL[skipRules], b.sideAdmin[skipRules] = p, u, admin
+	return nil
+}
+
+// runSidecar runs the sidecar binary bin as startSidecar describes, and returns it with the URL it
+// serves and its admin address, once it serves.
+func (b *bench) runSidecar(ctx context.Context, name, bin string, skipRules int, bearer string, with ...func(*options.Options)) (*proc, string, string, error) {
+	listen, err := freeAddr()
+	if err != nil {
+		return nil, "", "", err
 	}
 	admin, err := freeAddr()
 	if err != nil {
-		return err
+		return nil, "", "", err
 	}
 	up, err := url.Parse(b.fx.Upstream)
 	if err != nil {
-		return err
+		return nil, "", "", err
 	}
 	o := options.Defaults()
 	o.IssuerURL, o.ClientID, o.CookieSecure = b.fx.Issuer, clientID, false
@@ -242,7 +264,7 @@ func (b *bench) startSidecar(ctx context.Context, skipRules int, bearer string, 
 	for i := 0; i < skipRules; i++ {
 		r, err := options.ParseSkipRule(fmt.Sprintf("GET /public-%03d/", i))
 		if err != nil {
-			return err
+			return nil, "", "", err
 		}
 		o.SkipAuth = append(o.SkipAuth, r)
 	}
@@ -250,16 +272,15 @@ func (b *bench) startSidecar(ctx context.Context, skipRules int, bearer string, 
 		f(&o)
 	}
 	env := []string{options.EnvVar(options.FlagCookieSecret) + "=" + cookieSecret, options.EnvVar(options.FlagClientSecret) + "=" + clientSecret}
-	name := fmt.Sprintf("podgate-%d-skip-rules", skipRules)
-	p, err := b.start(name, env, b.cfg.sidecar, o.Args()...)
+	p, err := b.start(name, env, bin, o.Args()...)
 	if err != nil {
-		return err
+		return nil, "", "", err
 	}
-	b.sidecars[skipRules], b.sideURL[skipRules], b.sideAdmin[skipRules] = p, "http://"+listen+"/", admin
+	u := "http://" + listen + "/"
 	if err := waitFor(ctx, name, p, func() error { return getOK("http://" + admin + "/ready") }); err != nil {
-		return err
+		return nil, "", "", err
 	}
-	return waitFor(ctx, name, p, func() error { return getOK(b.sideURL[skipRules], bearer) })
+	return p, u, admin, waitFor(ctx, name, p, func() error { return getOK(u, bearer) })
 }
 
 func (b *bench) startOAuth2Proxy(ctx context.Context, bearer string) error {
@@ -284,10 +305,7 @@ func (b *bench) startOAuth2Proxy(ctx context.Context, bearer string) error {
 func (b *bench) login(ctx context.Context, target string) (string, error) {
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 30 * time.Second}
-	start := b.sideURL[0]
-	if target == nameO2P {
-		start = b.o2pURL + "oauth2/start?rd=%2F"
-	}
+	start := map[string]string{namePodgate: b.sideURL[0], nameBaseline: b.baseURL, nameO2P: b.o2pURL + "oauth2/start?rd=%2F"}[target]
 	req, err := http.NewRequestWithContext(ctx, "GET", start, nil)
 	if err != nil {
 		return "", err
@@ -335,6 +353,14 @@ func (b *bench) cookieSizes(ctx context.Context) (map[string]int, error) {
 			}
 		}
 	}
+	// The baseline's own login (its session format may differ), as alice with one group.
+	if b.baseSidecar != nil {
+		ck, err := b.login(ctx, nameBaseline)
+		if err != nil {
+			return nil, err
+		}
+		b.cookies[nameBaseline] = ck
+	}
 	return sizes, nil
 }
 
@@ -346,11 +372,15 @@ func (b *bench) pathArms(path string) []arm {
 		return []string{"Cookie: " + b.cookies[target]}
 	}
 	// The upstream gets podgate's headers, so every target reads a request of the same size.
-	return []arm{
+	arms := []arm{
 		{name: nameDirect, url: b.fx.Upstream + "/", headers: own(namePodgate), pid: b.fixture.pid()},
 		{name: nameO2P, url: b.o2pURL, headers: own(nameO2P), pid: b.o2p.pid()},
 		{name: namePodgate, url: b.sideURL[0], headers: own(namePodgate), pid: b.sidecars[0].pid()},
 	}
+	if b.baseSidecar != nil {
+		arms = append(arms, arm{name: nameBaseline, url: b.baseURL, headers: own(nameBaseline), pid: b.baseSidecar.pid()})
+	}
+	return arms
 }
 
 func (b *bench) groupArms() []arm {
@@ -384,9 +414,9 @@ func (b *bench) rss() (map[string]float64, error) {
 	return out, nil
 }
 
-// startInjector runs `injector serve` with a development certificate and a kubeconfig pointing at
-// the fixture's namespace list.
-func (b *bench) startInjector(ctx context.Context) error {
+// startInjectors runs `injector serve` (and the baseline build, if given) with a development
+// certificate and a kubeconfig pointing at the fixture's namespace list.
+func (b *bench) startInjectors(ctx context.Context) error {
 	certs := filepath.Join(b.cfg.work, "certs")
 	if _, err := devcerts.Ensure(devcerts.Options{Dir: certs, Service: "podgate-injector", Namespace: "bench", Validity: time.Hour}); err != nil {
 		return err
@@ -412,24 +442,31 @@ current-context: bench
 	if err := os.WriteFile(kubeconfig, []byte(kc), 0o600); err != nil {
 		return err
 	}
-	hook, err := freeAddr()
-	if err != nil {
+	start := func(name, bin string) (*proc, webhookTarget, error) {
+		hook, err := freeAddr()
+		if err != nil {
+			return nil, webhookTarget{}, err
+		}
+		health, err := freeAddr()
+		if err != nil {
+			return nil, webhookTarget{}, err
+		}
+		_, port, _ := net.SplitHostPort(hook)
+		p, err := b.start(name, []string{"KUBECONFIG=" + kubeconfig}, bin, "serve",
+			"--webhook-port="+port, "--cert-dir="+certs, "--metrics-addr=0", "--health-addr="+health,
+			"--config="+cfgPath)
+		if err != nil {
+			return nil, webhookTarget{}, err
+		}
+		if err := waitFor(ctx, name, p, func() error { return getOK("http://" + health + "/readyz") }); err != nil {
+			return nil, webhookTarget{}, err
+		}
+		t, err := newWebhookTarget("https://"+hook+"/mutate-v1-pod", certs)
+		return p, t, err
+	}
+	if b.injector, b.hook, err = start("injector", b.cfg.injector); err != nil || b.cfg.baseInjector == "" {
 		return err
 	}
-	health, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	_, port, _ := net.SplitHostPort(hook)
-	b.injector, err = b.start("injector", []string{"KUBECONFIG=" + kubeconfig}, b.cfg.injector, "serve",
-		"--webhook-port="+port, "--cert-dir="+certs, "--metrics-addr=0", "--health-addr="+health,
-		"--config="+cfgPath)
-	if err != nil {
-		return err
-	}
-	if err := waitFor(ctx, "injector", b.injector, func() error { return getOK("http://" + health + "/readyz") }); err != nil {
-		return err
-	}
-	b.hook, err = newWebhookTarget("https://"+hook+"/mutate-v1-pod", certs)
+	b.baseInjector, b.baseHook, err = start("injector baseline", b.cfg.baseInjector)
 	return err
 }

@@ -21,8 +21,9 @@ type Report struct {
 	LoadAfter  string
 	// Paths: path (bearer, cookie) → concurrency → one result per target.
 	Paths map[string]map[int][]ArmResult
-	// Webhook: containers per pod → concurrency → result.
-	Webhook map[int]map[int]Result
+	// Webhook: containers per pod → concurrency → result; WebhookBaseline the same for the
+	// baseline injector (nil without one).
+	Webhook, WebhookBaseline map[int]map[int]Result
 	// Groups and Skip are the growth measurements (full run only).
 	Groups, Skip []ArmResult
 	// IdleRSS (before any load) and AfterRSS (after all of it) in MB, by process.
@@ -78,7 +79,7 @@ func (r *Report) figures() figures {
 	wh := r.Webhook[1][16]
 	atLeast := func(t float64) func(float64) bool { return func(v float64) bool { return v >= t } }
 	atMost := func(t float64) func(float64) bool { return func(v float64) bool { return v <= t } }
-	return figures{
+	fs := figures{
 		{"bearer_vs_oauth2_proxy", ratio(pb.Median.RPS(), ob.Median.RPS()), "%.2f", "≥ 6", atLeast(6)},
 		{"bearer_vs_direct", ratio(pb.Median.RPS(), db.Median.RPS()), "%.2f", "≥ 0.30", atLeast(0.30)},
 		{"bearer_added_p99_ms", ms(pb.Median.P99 - db.Median.P99), "%.2f", "≤ 2", atMost(2)},
@@ -97,6 +98,21 @@ func (r *Report) figures() figures {
 		{"oauth2_proxy_idle_rss_mb", r.IdleRSS[nameO2P], "%.1f", "", nil},
 		{"sidecar_rss_after_mb", r.AfterRSS[namePodgate], "%.1f", "", nil},
 	}
+	// Against the baseline builds, when the run had them: > 1 is faster, CPU < 1 is cheaper.
+	if bb, bc := r.arm(pathBearer, c, nameBaseline), r.arm(pathCookie, c, nameBaseline); bb.Median.Requests > 0 || bc.Median.Requests > 0 {
+		fs = append(fs,
+			figure{"bearer_vs_baseline", ratio(pb.Median.RPS(), bb.Median.RPS()), "%.2f", "", nil},
+			figure{"bearer_cpu_vs_baseline", ratio(float64(pb.CPUPer10k), float64(bb.CPUPer10k)), "%.2f", "", nil},
+			figure{"cookie_vs_baseline", ratio(pc.Median.RPS(), bc.Median.RPS()), "%.2f", "", nil},
+			figure{"cookie_cpu_vs_baseline", ratio(float64(pc.CPUPer10k), float64(bc.CPUPer10k)), "%.2f", "", nil})
+	}
+	if wb, ok := r.WebhookBaseline[1][16]; ok {
+		fs = append(fs,
+			figure{"webhook_vs_baseline", ratio(wh.Median.RPS(), wb.Median.RPS()), "%.2f", "", nil},
+			figure{"webhook_cpu_vs_baseline", ratio(float64(wh.CPUPer10k), float64(wb.CPUPer10k)), "%.2f", "", nil},
+			figure{"webhook_baseline_p99_ms", ms(wb.Median.P99), "%.2f", "", nil})
+	}
+	return fs
 }
 
 // quickTables is the short human summary bench-quick prints before the figures.
@@ -155,9 +171,14 @@ func (r *Report) webhookTable() string {
 		}
 		sort.Ints(cs)
 		for _, c := range cs {
-			res := r.Webhook[n][c]
-			m := res.Median
-			fmt.Fprintf(&b, "| %s | %d | %.0f | %.2f | %.2f | %.2f | %.3f |\n", podName(n), c, m.RPS(), ms(m.P50), ms(m.P99), ms(m.P999), res.CPUPer10k.Seconds())
+			for i, results := range []map[int]map[int]Result{r.Webhook, r.WebhookBaseline} {
+				res, ok := results[n][c]
+				if !ok {
+					continue
+				}
+				m := res.Median
+				fmt.Fprintf(&b, "| %s | %d | %.0f | %.2f | %.2f | %.2f | %.3f |\n", webhookRowName(n, i > 0), c, m.RPS(), ms(m.P50), ms(m.P99), ms(m.P999), res.CPUPer10k.Seconds())
+			}
 		}
 	}
 	return b.String()

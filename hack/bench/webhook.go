@@ -92,8 +92,7 @@ func (t webhookTarget) check(ctx context.Context, body []byte) error {
 
 // attack runs vegeta with conns workers sending back to back (no rate limit), like wrk's
 // connections, for the configured duration.
-func (b *bench) attack(ctx context.Context, body []byte, conns int) (Sample, error) {
-	t := b.hook
+func (b *bench) attack(ctx context.Context, t webhookTarget, body []byte, conns int) (Sample, error) {
 	tr := vegeta.NewStaticTargeter(vegeta.Target{Method: "POST", URL: t.url, Body: body,
 		Header: http.Header{"Content-Type": {"application/json"}}})
 	// HTTP/1.1 as the API server's webhook client gets it (controller-runtime's webhook server
@@ -121,53 +120,87 @@ func (b *bench) attack(ctx context.Context, body []byte, conns int) (Sample, err
 		P999: m.Latencies.Quantile(0.999)}, nil
 }
 
+// webhookArm is one injector under load: the build under test or the baseline.
+type webhookArm struct {
+	hook webhookTarget
+	proc *proc
+}
+
 // webhook measures reviews of pods with each container count at each concurrency, the pod sizes
-// interleaved round by round.
-func (b *bench) webhook(ctx context.Context, pods []int) (map[int]map[int]Result, error) {
+// (and the baseline injector, when there is one) interleaved round by round. It returns the
+// results of the injector and of the baseline (nil without one).
+func (b *bench) webhook(ctx context.Context, pods []int) (map[int]map[int]Result, map[int]map[int]Result, error) {
+	arms := []webhookArm{{b.hook, b.injector}}
+	if b.baseInjector != nil {
+		arms = append(arms, webhookArm{b.baseHook, b.baseInjector})
+	}
 	bodies := map[int][]byte{}
 	for _, n := range pods {
 		body, err := admissionReview(n)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		if err := b.hook.check(ctx, body); err != nil {
-			return nil, err
+		for _, a := range arms {
+			if err := a.hook.check(ctx, body); err != nil {
+				return nil, nil, err
+			}
 		}
 		bodies[n] = body
 	}
-	out := map[int]map[int]Result{}
-	for _, n := range pods {
-		out[n] = map[int]Result{}
+	out := make([]map[int]map[int]Result, len(arms))
+	for i := range arms {
+		out[i] = map[int]map[int]Result{}
+		for _, n := range pods {
+			out[i][n] = map[int]Result{}
+		}
 	}
 	for _, c := range b.cfg.webhookConn {
 		logf("webhook, c=%d, %d rounds of %s...", c, b.cfg.rounds, b.cfg.duration)
-		samples := map[int][]Sample{}
+		samples := make([]map[int][]Sample, len(arms))
+		for i := range arms {
+			samples[i] = map[int][]Sample{}
+		}
 		for r := 0; r < b.cfg.rounds; r++ {
 			var line []string
 			for _, n := range pods {
-				before, err := cpuTime(b.injector.pid())
-				if err != nil {
-					return nil, err
+				for i, a := range arms {
+					before, err := cpuTime(a.proc.pid())
+					if err != nil {
+						return nil, nil, err
+					}
+					s, err := b.attack(ctx, a.hook, bodies[n], c)
+					if err != nil {
+						return nil, nil, err
+					}
+					after, err := cpuTime(a.proc.pid())
+					if err != nil {
+						return nil, nil, err
+					}
+					s.CPU = after - before
+					samples[i][n] = append(samples[i][n], s)
+					line = append(line, fmt.Sprintf("%s %.0f", webhookRowName(n, i > 0), s.RPS()))
 				}
-				s, err := b.attack(ctx, bodies[n], c)
-				if err != nil {
-					return nil, err
-				}
-				after, err := cpuTime(b.injector.pid())
-				if err != nil {
-					return nil, err
-				}
-				s.CPU = after - before
-				samples[n] = append(samples[n], s)
-				line = append(line, fmt.Sprintf("%s %.0f", podName(n), s.RPS()))
 			}
 			logf("  round %d: %s reviews/s", r+1, strings.Join(line, ", "))
 		}
-		for _, n := range pods {
-			out[n][c] = summarise(samples[n])
+		for i := range arms {
+			for _, n := range pods {
+				out[i][n][c] = summarise(samples[i][n])
+			}
 		}
 	}
-	return out, nil
+	if len(arms) == 1 {
+		return out[0], nil, nil
+	}
+	return out[0], out[1], nil
+}
+
+// webhookRowName names a pod size, for the baseline injector too.
+func webhookRowName(containers int, baseline bool) string {
+	if baseline {
+		return podName(containers) + ", baseline"
+	}
+	return podName(containers)
 }
 
 func podName(containers int) string {
