@@ -452,9 +452,9 @@ current-context: bench
 			return nil, webhookTarget{}, err
 		}
 		_, port, _ := net.SplitHostPort(hook)
-		p, err := b.start(name, []string{"KUBECONFIG=" + kubeconfig}, bin, "serve",
-			"--webhook-port="+port, "--cert-dir="+certs, "--metrics-addr=0", "--health-addr="+health,
-			"--config="+cfgPath)
+		args := append([]string{"serve", "--webhook-port=" + port, "--cert-dir=" + certs, "--metrics-addr=0",
+			"--health-addr=" + health, "--config=" + cfgPath}, certificateFlags(bin)...)
+		p, err := b.start(name, []string{"KUBECONFIG=" + kubeconfig}, bin, args...)
 		if err != nil {
 			return nil, webhookTarget{}, err
 		}
@@ -469,4 +469,15 @@ current-context: bench
 	}
 	b.baseInjector, b.baseHook, err = start("injector baseline", b.cfg.baseInjector)
 	return err
+}
+
+// certificateFlags makes the injector serve the development certificate from --cert-dir: builds
+// that manage their own certificate by default (which needs a Secret the fixture's API does not
+// serve) are told --certificates=files; older builds, a baseline perhaps, only know --cert-dir.
+func certificateFlags(bin string) []string {
+	help, _ := exec.Command(bin, "serve", "--help").CombinedOutput()
+	if strings.Contains(string(help), "--certificates") {
+		return []string{"--certificates=files"}
+	}
+	return nil
 }
