@@ -73,12 +73,12 @@ lint: ## gofmt, go vet, deadcode (functions nothing calls, tests included), shel
 	shellcheck -x $(SCRIPTS)
 
 .PHONY: bench
-bench: bin/sidecar bin/injector ## Full benchmark (~8 min, quiet machine): podgate vs direct vs oauth2-proxy, webhook, growth; rewrites docs/benchmarks.md (BASELINE=<rev> adds that build in the same run)
-	BASELINE='$(BASELINE)' hack/bench/bench.sh
+bench: bin/sidecar bin/injector ## Full benchmark (~8 min, quiet machine): podgate vs direct vs oauth2-proxy, webhook, growth; rewrites docs/benchmarks.md (BASELINE=<rev> adds that build in the same run; PIN=0 does not pin the proxy to a CPU of its own)
+	BASELINE='$(BASELINE)' PIN='$(PIN)' hack/bench/bench.sh
 
 .PHONY: bench-quick
-bench-quick: bin/sidecar bin/injector ## Benchmark subset (< 2 min): bearer and cookie at c=32, webhook at c=16; ends in name=value lines (BASELINE=<rev> adds that build in the same run)
-	BASELINE='$(BASELINE)' hack/bench/bench.sh -quick
+bench-quick: bin/sidecar bin/injector ## Benchmark subset (< 2 min): bearer and cookie at c=32, webhook at c=16; ends in name=value lines (BASELINE=<rev> adds that build in the same run; PIN=0 does not pin)
+	BASELINE='$(BASELINE)' PIN='$(PIN)' hack/bench/bench.sh -quick
 
 .PHONY: soak
 soak: bin/sidecar ## Soak (SOAK_DURATION, default 10m, niced): mixed bearer, cookie and hostile load through one sidecar under the injector's memory limit; fails on RSS growth or a failed request; 10m or more rewrites its section of docs/benchmarks.md

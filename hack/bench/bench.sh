@@ -11,6 +11,10 @@
 # commit) and measures them in the same run, interleaved with this tree's: the before and after of a
 # change as ratios from one run (bearer_vs_baseline=…, webhook_vs_baseline=…). The benchmark renders
 # the sidecar's arguments from this tree's options, so the baseline must accept the same flags.
+#
+# The runner pins by default: the process under test (sidecar, oauth2-proxy, injector) alone on the
+# last CPU, wrk, vegeta and the upstream on the others (docs/benchmarks.md says why). PIN=0 runs
+# everything on every CPU.
 set -euo pipefail
 
 cd "$(dirname "$0")/../.."
@@ -80,4 +84,6 @@ O2P=$(o2p_bin)
 BASE=$(baseline_args)
 read -r -a BASE_ARGS <<<"$BASE"
 go build -o bin/bench ./hack/bench
-exec bin/bench -wrk "$WRK" -oauth2-proxy "$O2P" -sidecar bin/sidecar -injector bin/injector "${BASE_ARGS[@]}" "$@"
+PIN_ARGS=()
+[[ ${PIN:-1} != 0 ]] || PIN_ARGS=(-pin=false)
+exec bin/bench -wrk "$WRK" -oauth2-proxy "$O2P" -sidecar bin/sidecar -injector bin/injector "${BASE_ARGS[@]}" "${PIN_ARGS[@]}" "$@"

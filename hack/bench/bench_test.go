@@ -1,8 +1,11 @@
 package main
 
 import (
+	"bytes"
 	"encoding/xml"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -89,6 +92,7 @@ func TestReportRenders(t *testing.T) {
 		return summarise([]Sample{{Requests: rps, Elapsed: time.Second, P50: p99 / 4, P99: p99, P999: 2 * p99, CPU: cpu}})
 	}
 	r := &Report{Rounds: 1, Duration: time.Second, CPUs: 2, Started: time.Now(), LoadBefore: "1 1 1", LoadAfter: "2 2 2",
+		Layout: (cpuLayout{target: 1, load: []int{0}}).describe(), Pinned: true,
 		Paths: map[string]map[int][]ArmResult{}, Webhook: map[int]map[int]Result{1: {}, 20: {}},
 		IdleRSS:  map[string]float64{namePodgate: 10, nameO2P: 22, "injector": 40},
 		AfterRSS: map[string]float64{namePodgate: 16, nameO2P: 30, "injector": 50},
@@ -107,7 +111,8 @@ func TestReportRenders(t *testing.T) {
 	r.Groups = []ArmResult{{"1 groups", res(18000, 6*time.Millisecond, 2*time.Second)}, {"300 groups", res(9000, 12*time.Millisecond, 4*time.Second)}}
 	r.Skip = r.Groups
 	md := r.markdown("benchmarks")
-	for _, want := range []string{beginMarker, endMarker, "| `bearer_vs_oauth2_proxy` | 6.00 | ≥ 6 | met |",
+	for _, want := range []string{beginMarker, endMarker, "CPU layout: pinned: the process under test (podgate, oauth2-proxy, the injector) alone on CPU 1; the load side (wrk, the upstream, vegeta in the runner) on CPU 0.",
+		"| `bearer_vs_oauth2_proxy` | 6.00 | ≥ 6 | met |",
 		"| `webhook_p99_ms` | 8.00 | ≤ 10 | met |", "| `bearer_added_p99_ms` | 2.00 | ≤ 2 | met |",
 		"| `bearer_cpu_vs_oauth2_proxy` | 0.33 | ≤ 0.20 | **missed** |", "(benchmarks/webhook.svg)", "| 300 groups | 9000 | 12.00 | 4.444 | 0.50 | 4.00 |"} {
 		if !strings.Contains(md, want) {
@@ -116,7 +121,7 @@ func TestReportRenders(t *testing.T) {
 	}
 	lines := r.figures().String()
 	for _, want := range []string{"bearer_vs_oauth2_proxy=6.00\n", "bearer_vs_direct=0.30\n", "webhook_reviews_per_s=3200\n",
-		"session_cookie_bytes=1470\n", "sidecar_idle_rss_mb=10.0\n"} {
+		"session_cookie_bytes=1470\n", "sidecar_idle_rss_mb=10.0\n", "pinned=1\n", "bearer_podgate_cpu_util=2.00\n"} {
 		if !strings.Contains(lines, want) {
 			t.Errorf("figures lack %q:\n%s", want, lines)
 		}
@@ -200,5 +205,117 @@ func TestSoakVerdict(t *testing.T) {
 	doc := spliceSection("# B\n\n"+beginMarker+"\nbench\n"+endMarker+"\n", r.markdown(), soakBeginMarker, soakEndMarker)
 	if !strings.Contains(doc, beginMarker+"\nbench\n"+endMarker) || !strings.Contains(doc, "| RSS plateau (highest in the first minute) | 20.0 MB |") {
 		t.Errorf("the soak section clobbered the bench section or lacks the plateau:\n%s", doc)
+	}
+}
+
+func TestLayoutRoundTrip(t *testing.T) {
+	l := cpuLayout{target: 3, load: []int{0, 1, 2}}
+	got, err := parseLayout(l.String())
+	if err != nil || got.target != 3 || cpuList(got.load) != "0-2" {
+		t.Errorf("parseLayout(%q) = %+v, %v", l.String(), got, err)
+	}
+	for _, bad := range []string{"", "1", "1:", "x:0", "-1:0", "1:1", "1:0,y"} {
+		if _, err := parseLayout(bad); err == nil {
+			t.Errorf("parseLayout(%q) accepted", bad)
+		}
+	}
+	for cpus, want := range map[string]string{"0": "0", "0 1": "0-1", "0 2 3 4 7": "0,2-4,7"} {
+		var cs []int
+		for _, f := range strings.Fields(cpus) {
+			n, _ := strconv.Atoi(f)
+			cs = append(cs, n)
+		}
+		if got := cpuList(cs); got != want {
+			t.Errorf("cpuList(%v) = %q, want %q", cs, got, want)
+		}
+	}
+	if u := (cpuLayout{target: -1, load: []int{0, 1}}); u.pinned() || cpuList(u.targetCPUs()) != "0-1" || u.cores() != 2 {
+		t.Errorf("unpinned layout: %+v", u)
+	}
+}
+
+func TestCPUTicks(t *testing.T) {
+	t0, err := parseCPUTicks("cpu  10 0 10 80 0 0 0 0 0 0\ncpu0 5 0 5 40 0 0 0 0 0 0\ncpu1 5 0 5 40 0 0 0 0 0 0\nintr 1\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// CPU 0 busy for 50 of 100 ticks (iowait counts as idle), CPU 1 for 10 of 100.
+	t1, err := parseCPUTicks("cpu0 35 5 20 80 10 0 0 0 0 0\ncpu1 10 0 10 130 0 0 0 0 0 0\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := busy(t0, t1, []int{0}); b != 0.5 {
+		t.Errorf("busy cpu0 = %v, want 0.5", b)
+	}
+	if b := busy(t0, t1, []int{0, 1}); b != 0.3 {
+		t.Errorf("busy cpu0-1 = %v, want 0.3", b)
+	}
+	if _, err := parseCPUTicks("intr 1\n"); err == nil {
+		t.Error("no per-CPU lines accepted")
+	}
+	if _, err := readCPUTicks(); err != nil {
+		t.Errorf("own /proc/stat: %v", err)
+	}
+}
+
+// TestStartOn starts a real process bound to one CPU and reads, from inside it, where the kernel
+// lets it run.
+func TestStartOn(t *testing.T) {
+	cpus, err := ownCPUs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cpus) < 2 {
+		t.Skipf("needs two CPUs, has %v", cpus)
+	}
+	last := cpus[len(cpus)-1]
+	cmd := exec.Command("grep", "Cpus_allowed_list", "/proc/self/status")
+	var out bytes.Buffer
+	cmd.Stdout = &out
+	if err := startOn(cmd, []int{last}); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.TrimSpace(strings.TrimPrefix(out.String(), "Cpus_allowed_list:")); got != strconv.Itoa(last) {
+		t.Errorf("child ran on CPUs %q, want %d", got, last)
+	}
+	// This test's own threads keep every CPU.
+	if own, err := ownCPUs(); err != nil || len(own) != len(cpus) {
+		t.Errorf("the caller's CPUs changed to %v (%v)", own, err)
+	}
+}
+
+func TestSummariseUtilisation(t *testing.T) {
+	r := summarise([]Sample{
+		{Requests: 100, Elapsed: time.Second, CPU: 900 * time.Millisecond, LoadCPU: 500 * time.Millisecond, LoadCores: 1, TargetBusy: 1, LoadBusy: 0.6},
+		{Requests: 100, Elapsed: time.Second, CPU: 700 * time.Millisecond, LoadCPU: 700 * time.Millisecond, LoadCores: 1, TargetBusy: 0.8, LoadBusy: 0.8},
+	})
+	if r.TargetUtil != 0.8 || r.LoadUtil != 0.6 || r.TargetBusy != 0.9 || r.LoadBusy != 0.7 {
+		t.Errorf("utilisation = %v %v %v %v, want 0.8 0.6 0.9 0.7", r.TargetUtil, r.LoadUtil, r.TargetBusy, r.LoadBusy)
+	}
+}
+
+// TestBounds checks the line that says what set a rate: the process under test using its whole
+// CPU, or the load side saturating its own, which makes the rate a lower bound.
+func TestBounds(t *testing.T) {
+	arm := func(target, load float64) Result {
+		return summarise([]Sample{{Requests: 100, Elapsed: time.Second, CPU: time.Duration(target * float64(time.Second)),
+			LoadCPU: time.Duration(load * float64(time.Second)), LoadCores: 1, TargetBusy: 1, LoadBusy: 1}})
+	}
+	r := &Report{Pinned: true, Paths: map[string]map[int][]ArmResult{
+		pathBearer: {32: {{nameO2P, arm(0.98, 0.3)}, {namePodgate, arm(0.7, 0.95)}}}}}
+	got := r.bounds()
+	for _, want := range []string{"- oauth2-proxy, bearer, c=32: the process under test used 98% of a CPU",
+		"the process under test set the rate.", "- podgate, bearer, c=32: the process under test used 70% of a CPU",
+		"the load side 95% of its CPUs (busy 100%): the load side saturated its CPUs, so this rate is a **lower bound**"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("bounds lack %q:\n%s", want, got)
+		}
+	}
+	r.Pinned = false
+	if got := r.bounds(); !strings.Contains(got, "not pinned") || strings.Contains(got, "lower bound") {
+		t.Errorf("unpinned bounds:\n%s", got)
 	}
 }

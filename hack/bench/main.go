@@ -37,7 +37,9 @@ const (
 )
 
 type config struct {
-	quick       bool
+	quick bool
+	// pin gives the processes under test a CPU of their own (see cpuLayout).
+	pin         bool
 	rounds      int
 	duration    time.Duration
 	conns       []int
@@ -72,6 +74,7 @@ func main() {
 	}
 	var c config
 	flag.BoolVar(&c.quick, "quick", false, "the small subset: bearer and cookie at c=32, the webhook (typical pod) at c=16; writes no doc")
+	flag.BoolVar(&c.pin, "pin", true, "give the process under test (podgate, oauth2-proxy, the injector) the last CPU alone and the load side (wrk, the upstream, vegeta) the others, as a sidecar has its own CPU limit; needs two CPUs (the soak never pins)")
 	flag.IntVar(&c.rounds, "rounds", 3, "interleaved rounds; each figure is the median round")
 	flag.DurationVar(&c.duration, "duration", 0, "length of one load run (default 4s, 3s with -quick)")
 	flag.StringVar(&c.wrk, "wrk", "wrk", "wrk binary")
@@ -115,12 +118,20 @@ func main() {
 }
 
 func run(ctx context.Context, c config) error {
+	// Pinning re-executes the runner, so it comes before anything the runner creates.
+	layout, err := unpinnedLayout()
+	if c.pin && c.soak.duration == 0 {
+		layout, err = pinRunner()
+	}
+	if err != nil {
+		return err
+	}
 	work, err := os.MkdirTemp("", "podgate-bench-")
 	if err != nil {
 		return err
 	}
 	c.work = work
-	b := &bench{cfg: c, wrkScript: filepath.Join(work, "report.lua")}
+	b := &bench{cfg: c, layout: layout, wrkScript: filepath.Join(work, "report.lua")}
 	defer b.stopAll()
 	if err := os.WriteFile(b.wrkScript, []byte(wrkScript), 0o644); err != nil {
 		return err
@@ -129,7 +140,7 @@ func run(ctx context.Context, c config) error {
 		return runSoak(ctx, b)
 	}
 	rep := &Report{Quick: c.quick, Rounds: c.rounds, Duration: c.duration, CPUs: runtime.NumCPU(),
-		Started: time.Now().UTC(), LoadBefore: loadAvg()}
+		Started: time.Now().UTC(), LoadBefore: loadAvg(), Layout: layout.describe(), Pinned: layout.pinned()}
 	if err := b.startAll(ctx); err != nil {
 		b.dumpLogs()
 		return err
@@ -250,9 +261,16 @@ func (b *bench) interleave(ctx context.Context, conns int, arms []arm) ([]ArmRes
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", a.name, err)
 			}
+			m, err := b.startMeter()
+			if err != nil {
+				return nil, err
+			}
 			s, err := b.wrk(ctx, a.url, conns, a.headers)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", a.name, err)
+			}
+			if err := m.stop(b, &s, s.LoadCPU); err != nil {
+				return nil, err
 			}
 			after, err := cpuTime(a.pid)
 			if err != nil {
@@ -260,7 +278,7 @@ func (b *bench) interleave(ctx context.Context, conns int, arms []arm) ([]ArmRes
 			}
 			s.CPU = after - before
 			samples[i] = append(samples[i], s)
-			line = append(line, fmt.Sprintf("%s %.0f", a.name, s.RPS()))
+			line = append(line, fmt.Sprintf("%s %.0f (load side %.0f%%)", a.name, s.RPS(), 100*s.LoadUtil()))
 		}
 		logf("  round %d: %s req/s", r+1, strings.Join(line, ", "))
 	}

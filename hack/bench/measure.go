@@ -78,6 +78,13 @@ type Sample struct {
 	P50, P99, P999 time.Duration
 	// CPU is what the target process used during the run.
 	CPU time.Duration
+	// LoadCPU is what the load side used during the run (wrk or vegeta, the fixture's upstream),
+	// on LoadCores CPUs.
+	LoadCPU   time.Duration
+	LoadCores int
+	// TargetBusy and LoadBusy are how busy the CPUs of the processes under test and of the load
+	// side were during the run, with anything the machine ran (other users' processes too).
+	TargetBusy, LoadBusy float64
 }
 
 // RPS is requests per second (0 for a part that was not measured).
@@ -88,12 +95,24 @@ func (s Sample) RPS() float64 {
 	return float64(s.Requests) / s.Elapsed.Seconds()
 }
 
+// LoadUtil is the share of the load side's CPUs the load side used.
+func (s Sample) LoadUtil() float64 {
+	if s.Elapsed <= 0 {
+		return 0
+	}
+	return float64(s.LoadCPU) / float64(s.Elapsed*time.Duration(max(s.LoadCores, 1)))
+}
+
 // Result summarises a target's rounds: the median round (by throughput) for rates and latencies,
 // and CPU per 10k requests over all rounds together, which a single short round measures coarsely.
 type Result struct {
 	Rounds    []Sample
 	Median    Sample
 	CPUPer10k time.Duration
+	// TargetUtil is the share of one CPU the process under test used, LoadUtil the share of the
+	// load side's CPUs the load side used, TargetBusy and LoadBusy how busy those CPUs were with
+	// anything, all over all rounds.
+	TargetUtil, LoadUtil, TargetBusy, LoadBusy float64
 }
 
 func summarise(rounds []Sample) Result {
@@ -104,14 +123,25 @@ func summarise(rounds []Sample) Result {
 	s := append([]Sample(nil), rounds...)
 	sort.Slice(s, func(i, j int) bool { return s[i].RPS() < s[j].RPS() })
 	r.Median = s[len(s)/2]
-	var cpu time.Duration
+	var cpu, elapsed, loadCore time.Duration
+	var targetBusy, loadBusy float64
 	n := 0
 	for _, x := range rounds {
 		cpu += x.CPU
 		n += x.Requests
+		elapsed += x.Elapsed
+		loadCore += x.Elapsed * time.Duration(max(x.LoadCores, 1))
+		r.LoadUtil += float64(x.LoadCPU)
+		targetBusy += x.TargetBusy * float64(x.Elapsed)
+		loadBusy += x.LoadBusy * float64(x.Elapsed)
 	}
 	if n > 0 {
 		r.CPUPer10k = time.Duration(float64(cpu) * 10000 / float64(n))
+	}
+	if elapsed > 0 {
+		r.TargetUtil = float64(cpu) / float64(elapsed)
+		r.LoadUtil /= float64(loadCore)
+		r.TargetBusy, r.LoadBusy = targetBusy/float64(elapsed), loadBusy/float64(elapsed)
 	}
 	return r
 }
@@ -126,7 +156,8 @@ const wrkScript = `done = function(summary, latency, requests)
 end
 `
 
-// wrk runs one wrk load and returns its sample (CPU left to the caller).
+// wrk runs one wrk load and returns its sample, LoadCPU the CPU wrk used (the target's CPU left
+// to the caller).
 func (b *bench) wrk(ctx context.Context, url string, conns int, headers []string) (Sample, error) {
 	args := []string{"-t1", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%s", b.cfg.duration), "--timeout", "10s", "-s", b.wrkScript}
 	for _, h := range headers {
@@ -139,7 +170,9 @@ func (b *bench) wrk(ctx context.Context, url string, conns int, headers []string
 	if err := cmd.Run(); err != nil {
 		return Sample{}, fmt.Errorf("wrk %s: %w: %s", url, err, stderr.String())
 	}
-	return parseWrk(out.String())
+	s, err := parseWrk(out.String())
+	s.LoadCPU = cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	return s, err
 }
 
 func parseWrk(out string) (Sample, error) {

@@ -45,6 +45,8 @@ type proc struct {
 	name string
 	cmd  *exec.Cmd
 	log  string
+	// underTest is set for the processes given the CPU of the processes under test.
+	underTest bool
 }
 
 func (p *proc) pid() int { return p.cmd.Process.Pid }
@@ -65,6 +67,7 @@ type ArmResult struct {
 
 type bench struct {
 	cfg       config
+	layout    cpuLayout
 	wrkScript string
 	fx        Fixture
 	procs     []*proc
@@ -85,7 +88,8 @@ type bench struct {
 	baseHook                  webhookTarget
 }
 
-func (b *bench) start(name string, env []string, bin string, args ...string) (*proc, error) {
+// start runs bin as a process of this bench, bound to cpus (nil: the runner's CPUs, the load side).
+func (b *bench) start(name string, env []string, cpus []int, bin string, args ...string) (*proc, error) {
 	if _, err := exec.LookPath(bin); err != nil {
 		return nil, fmt.Errorf("%s %s: %w", name, bin, errNoBinary)
 	}
@@ -98,10 +102,10 @@ func (b *bench) start(name string, env []string, bin string, args ...string) (*p
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = append(os.Environ(), env...)
-	if err := cmd.Start(); err != nil {
+	if err := startOn(cmd, cpus); err != nil {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
-	p := &proc{name: name, cmd: cmd, log: logPath}
+	p := &proc{name: name, cmd: cmd, log: logPath, underTest: cpus != nil}
 	b.procs = append(b.procs, p)
 	return p, nil
 }
@@ -209,14 +213,56 @@ func (b *bench) startAll(ctx context.Context) error {
 	if err := b.startOAuth2Proxy(ctx, bearer); err != nil {
 		return err
 	}
-	return b.startInjectors(ctx)
+	if err := b.startInjectors(ctx); err != nil {
+		return err
+	}
+	return b.checkLayout()
+}
+
+// underTestCPUs are the CPUs of the processes under test, nil when the run is not pinned.
+func (b *bench) underTestCPUs() []int {
+	if !b.layout.pinned() {
+		return nil
+	}
+	return b.layout.targetCPUs()
+}
+
+// checkLayout logs the CPUs every thread of every process may use, as the kernel reports them,
+// and fails when a process is not where the layout puts it.
+func (b *bench) checkLayout() error {
+	logf("CPU layout, %s:", b.layout.describe())
+	check := func(name string, pid int, cpus []int) error {
+		got, err := allowedCPUs(pid)
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		logf("  %-26s pid %-7d CPUs %s", name, pid, got)
+		if want := cpuList(cpus); got != want {
+			return fmt.Errorf("%s runs on CPUs %s, not %s", name, got, want)
+		}
+		return nil
+	}
+	// wrk inherits the runner's CPUs.
+	if err := check("runner (vegeta, wrk)", os.Getpid(), b.layout.load); err != nil {
+		return err
+	}
+	for _, p := range b.procs {
+		cpus := b.layout.load
+		if p.underTest {
+			cpus = b.layout.targetCPUs()
+		}
+		if err := check(p.name, p.pid(), cpus); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // startFixture starts the fixture process (self is this binary) and waits until its upstream serves.
 func (b *bench) startFixture(ctx context.Context, self string) error {
 	info := filepath.Join(b.cfg.work, "fixture.json")
 	var err error
-	if b.fixture, err = b.start("fixture", nil, self, "fixture", info); err != nil {
+	if b.fixture, err = b.start("fixture", nil, nil, self, "fixture", info); err != nil {
 		return err
 	}
 	if err := waitFor(ctx, "fixture", b.fixture, func() error {
@@ -272,7 +318,7 @@ func (b *bench) runSidecar(ctx context.Context, name, bin string, skipRules int,
 		f(&o)
 	}
 	env := []string{options.EnvVar(options.FlagCookieSecret) + "=" + cookieSecret, options.EnvVar(options.FlagClientSecret) + "=" + clientSecret}
-	p, err := b.start(name, env, bin, o.Args()...)
+	p, err := b.start(name, env, b.underTestCPUs(), bin, o.Args()...)
 	if err != nil {
 		return nil, "", "", err
 	}
@@ -289,7 +335,7 @@ func (b *bench) startOAuth2Proxy(ctx context.Context, bearer string) error {
 		return err
 	}
 	b.o2pURL = "http://" + addr + "/"
-	b.o2p, err = b.start(nameO2P, nil, b.cfg.oauth2Proxy,
+	b.o2p, err = b.start(nameO2P, nil, b.underTestCPUs(), b.cfg.oauth2Proxy,
 		"--provider=oidc", "--oidc-issuer-url="+b.fx.Issuer, "--client-id="+clientID, "--client-secret="+clientSecret,
 		"--cookie-secret="+cookieSecret, "--cookie-secure=false", "--email-domain=*", "--code-challenge-method=S256",
 		"--upstream="+b.fx.Upstream+"/", "--http-address="+addr, "--redirect-url="+b.o2pURL+"oauth2/callback",
@@ -454,7 +500,7 @@ current-context: bench
 		_, port, _ := net.SplitHostPort(hook)
 		args := append([]string{"serve", "--webhook-port=" + port, "--cert-dir=" + certs, "--metrics-addr=0",
 			"--health-addr=" + health, "--config=" + cfgPath}, certificateFlags(bin)...)
-		p, err := b.start(name, []string{"KUBECONFIG=" + kubeconfig}, bin, args...)
+		p, err := b.start(name, []string{"KUBECONFIG=" + kubeconfig}, b.underTestCPUs(), bin, args...)
 		if err != nil {
 			return nil, webhookTarget{}, err
 		}

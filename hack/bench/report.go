@@ -19,6 +19,10 @@ type Report struct {
 	Elapsed    time.Duration
 	LoadBefore string
 	LoadAfter  string
+	// Layout says where the processes ran (cpuLayout.describe); Pinned whether the processes under
+	// test had a CPU of their own.
+	Layout string
+	Pinned bool
 	// Paths: path (bearer, cookie) → concurrency → one result per target.
 	Paths map[string]map[int][]ArmResult
 	// Webhook: containers per pod → concurrency → result; WebhookBaseline the same for the
@@ -97,6 +101,19 @@ func (r *Report) figures() figures {
 		{"sidecar_idle_rss_mb", r.IdleRSS[namePodgate], "%.1f", "≤ 12", atMost(12)},
 		{"oauth2_proxy_idle_rss_mb", r.IdleRSS[nameO2P], "%.1f", "", nil},
 		{"sidecar_rss_after_mb", r.AfterRSS[namePodgate], "%.1f", "", nil},
+		{"pinned", map[bool]float64{true: 1}[r.Pinned], "%.0f", "", nil},
+		// Shares of a CPU: the process under test of its own CPU(s), the load side of its CPUs, and how
+		// busy the process's CPU was with anything (other users' processes too).
+		{"bearer_podgate_cpu_util", pb.TargetUtil, "%.2f", "", nil},
+		{"bearer_podgate_cpu_busy", pb.TargetBusy, "%.2f", "", nil},
+		{"bearer_load_cpu_util", pb.LoadUtil, "%.2f", "", nil},
+		{"bearer_oauth2_proxy_cpu_util", ob.TargetUtil, "%.2f", "", nil},
+		{"cookie_podgate_cpu_util", pc.TargetUtil, "%.2f", "", nil},
+		{"cookie_podgate_cpu_busy", pc.TargetBusy, "%.2f", "", nil},
+		{"cookie_load_cpu_util", pc.LoadUtil, "%.2f", "", nil},
+		{"cookie_oauth2_proxy_cpu_util", oc.TargetUtil, "%.2f", "", nil},
+		{"webhook_injector_cpu_util", wh.TargetUtil, "%.2f", "", nil},
+		{"webhook_load_cpu_util", wh.LoadUtil, "%.2f", "", nil},
 	}
 	// Against the baseline builds, when the run had them: > 1 is faster, CPU < 1 is cheaper.
 	if bb, bc := r.arm(pathBearer, c, nameBaseline), r.arm(pathCookie, c, nameBaseline); bb.Median.Requests > 0 || bc.Median.Requests > 0 {
@@ -115,14 +132,57 @@ func (r *Report) figures() figures {
 	return fs
 }
 
+// saturated is the share of its CPUs above which the load side counts as the bottleneck.
+const saturated = 0.9
+
+// bounds says, for the proxies' arms and the injector, what set the rate: the process under test
+// using its whole CPU, or something else (the load side saturating its CPUs, or other processes on
+// the machine taking CPU from either side), which makes the rate a lower bound for the process; a
+// ratio whose numerator is such a lower bound and whose denominator is not is one too.
+func (r *Report) bounds() string {
+	var b strings.Builder
+	const c = 32
+	check := func(what string, res Result) {
+		if res.Median.Requests == 0 {
+			return
+		}
+		var verdict string
+		switch {
+		case !r.Pinned:
+			verdict = "not pinned, so the rate follows the CPU of every process on the shared CPUs"
+		case res.TargetUtil >= saturated:
+			verdict = "the process under test set the rate"
+		case res.LoadUtil >= saturated:
+			verdict = "the load side saturated its CPUs, so this rate is a **lower bound** for the process under test"
+		case res.LoadBusy >= saturated:
+			verdict = "the load side's CPUs were busy with other processes too, so this rate is a **lower bound** for the process under test"
+		case res.TargetBusy >= saturated:
+			verdict = "other processes on the machine took the rest of its CPU, so this rate is a **lower bound** for the process under test"
+		default:
+			verdict = "no CPU was saturated (latency-bound)"
+		}
+		fmt.Fprintf(&b, "- %s: the process under test used %.0f%% of a CPU (its CPU busy %.0f%% with anything), the load side %.0f%% of its CPUs (busy %.0f%%): %s.\n",
+			what, 100*res.TargetUtil, 100*res.TargetBusy, 100*res.LoadUtil, 100*res.LoadBusy, verdict)
+	}
+	check(fmt.Sprintf("podgate, bearer, c=%d", c), r.arm(pathBearer, c, namePodgate))
+	check(fmt.Sprintf("oauth2-proxy, bearer, c=%d", c), r.arm(pathBearer, c, nameO2P))
+	check(fmt.Sprintf("podgate, cookie, c=%d", c), r.arm(pathCookie, c, namePodgate))
+	check(fmt.Sprintf("oauth2-proxy, cookie, c=%d", c), r.arm(pathCookie, c, nameO2P))
+	check("injector, typical pod, c=16", r.Webhook[1][16])
+	return b.String()
+}
+
 // quickTables is the short human summary bench-quick prints before the figures.
 func (r *Report) quickTables() string {
 	var b strings.Builder
+	fmt.Fprintf(&b, "CPU layout: %s.\n\n", r.Layout)
 	for _, p := range []string{pathBearer, pathCookie} {
 		b.WriteString(r.pathTable(p))
 		b.WriteString("\n")
 	}
 	b.WriteString(r.webhookTable())
+	b.WriteString("\n")
+	b.WriteString(r.bounds())
 	b.WriteString("\n")
 	return b.String()
 }
@@ -138,8 +198,8 @@ func (r *Report) conns(path string) []int {
 
 func (r *Report) pathTable(path string) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "| %s path | c | req/s | p50 (ms) | p99 (ms) | p99.9 (ms) | CPU s / 10k req | vs direct | vs oauth2-proxy |\n", path)
-	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	fmt.Fprintf(&b, "| %s path | c | req/s | p50 (ms) | p99 (ms) | p99.9 (ms) | CPU s / 10k req | vs direct | vs oauth2-proxy | its CPU | load side's CPU |\n", path)
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, c := range r.conns(path) {
 		d, o := r.arm(path, c, nameDirect), r.arm(path, c, nameO2P)
 		for _, a := range r.Paths[path][c] {
@@ -148,8 +208,8 @@ func (r *Report) pathTable(path string) string {
 			if a.Name == nameDirect {
 				vsO = "–"
 			}
-			fmt.Fprintf(&b, "| %s | %d | %.0f | %.2f | %.2f | %.2f | %.3f | %.2f | %s |\n", a.Name, c, m.RPS(), ms(m.P50), ms(m.P99),
-				ms(m.P999), a.CPUPer10k.Seconds(), ratio(m.RPS(), d.Median.RPS()), vsO)
+			fmt.Fprintf(&b, "| %s | %d | %.0f | %.2f | %.2f | %.2f | %.3f | %.2f | %s | %.0f%% | %.0f%% |\n", a.Name, c, m.RPS(), ms(m.P50), ms(m.P99),
+				ms(m.P999), a.CPUPer10k.Seconds(), ratio(m.RPS(), d.Median.RPS()), vsO, 100*a.TargetUtil, 100*a.LoadUtil)
 		}
 	}
 	return b.String()
@@ -157,8 +217,8 @@ func (r *Report) pathTable(path string) string {
 
 func (r *Report) webhookTable() string {
 	var b strings.Builder
-	b.WriteString("| pod | c | reviews/s | p50 (ms) | p99 (ms) | p99.9 (ms) | injector CPU s / 10k reviews |\n")
-	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	b.WriteString("| pod | c | reviews/s | p50 (ms) | p99 (ms) | p99.9 (ms) | injector CPU s / 10k reviews | injector's CPU | load side's CPU |\n")
+	b.WriteString("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
 	var pods []int
 	for n := range r.Webhook {
 		pods = append(pods, n)
@@ -177,7 +237,8 @@ func (r *Report) webhookTable() string {
 					continue
 				}
 				m := res.Median
-				fmt.Fprintf(&b, "| %s | %d | %.0f | %.2f | %.2f | %.2f | %.3f |\n", webhookRowName(n, i > 0), c, m.RPS(), ms(m.P50), ms(m.P99), ms(m.P999), res.CPUPer10k.Seconds())
+				fmt.Fprintf(&b, "| %s | %d | %.0f | %.2f | %.2f | %.2f | %.3f | %.0f%% | %.0f%% |\n", webhookRowName(n, i > 0), c, m.RPS(), ms(m.P50), ms(m.P99),
+					ms(m.P999), res.CPUPer10k.Seconds(), 100*res.TargetUtil, 100*res.LoadUtil)
 			}
 		}
 	}
@@ -225,8 +286,12 @@ func (r *Report) markdown(plotsRel string) string {
 	fmt.Fprintf(&b, "Run of %s UTC: %d CPUs, load average %s before and %s after, %d interleaved rounds of %s per figure "+
 		"(the median round is shown; CPU per 10k requests is over all rounds), %s in all.\n\n",
 		r.Started.Format("2006-01-02 15:04"), r.CPUs, r.LoadBefore, r.LoadAfter, r.Rounds, r.Duration, r.Elapsed)
+	fmt.Fprintf(&b, "CPU layout: %s. \"Its CPU\" is the share of one CPU the target process used, \"load side's CPU\" the "+
+		"share of the load side's CPUs that wrk (or vegeta) and the upstream used.\n\n", r.Layout)
 	b.WriteString("#### Against the targets\n\n")
 	b.WriteString(r.targetsTable())
+	b.WriteString("\n")
+	b.WriteString(r.bounds())
 	b.WriteString("\n#### Bearer path\n\n")
 	b.WriteString(r.pathTable(pathBearer))
 	fmt.Fprintf(&b, "\n![bearer: throughput and p99 against concurrency](%s/bearer.svg)\n", plotsRel)

@@ -168,8 +168,15 @@ func (b *bench) webhook(ctx context.Context, pods []int) (map[int]map[int]Result
 					if err != nil {
 						return nil, nil, err
 					}
+					m, err := b.startMeter()
+					if err != nil {
+						return nil, nil, err
+					}
 					s, err := b.attack(ctx, a.hook, bodies[n], c)
 					if err != nil {
+						return nil, nil, err
+					}
+					if err := m.stop(b, &s, 0); err != nil {
 						return nil, nil, err
 					}
 					after, err := cpuTime(a.proc.pid())
@@ -178,7 +185,7 @@ func (b *bench) webhook(ctx context.Context, pods []int) (map[int]map[int]Result
 					}
 					s.CPU = after - before
 					samples[i][n] = append(samples[i][n], s)
-					line = append(line, fmt.Sprintf("%s %.0f", webhookRowName(n, i > 0), s.RPS()))
+					line = append(line, fmt.Sprintf("%s %.0f (load side %.0f%%)", webhookRowName(n, i > 0), s.RPS(), 100*s.LoadUtil()))
 				}
 			}
 			logf("  round %d: %s reviews/s", r+1, strings.Join(line, ", "))
