@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 
+	"github.com/podgate/podgate/internal/capture/nft"
 	"github.com/podgate/podgate/internal/logging"
 	"github.com/podgate/podgate/internal/options"
 	"github.com/podgate/podgate/internal/sidecar"
@@ -29,6 +30,9 @@ func main() {
 // run is main without the process: it returns the exit code, 2 for invalid configuration (every
 // problem listed), 1 for a failure at run time.
 func run(ctx context.Context, args []string, env func(string) (string, bool), stdout, stderr io.Writer) int {
+	if len(args) == 1 && args[0] == "capture" {
+		return runCapture(env, stdout, stderr)
+	}
 	o, err := options.Parse(args, env)
 	if errors.Is(err, pflag.ErrHelp) {
 		def := options.Defaults()
@@ -49,5 +53,19 @@ func run(ctx context.Context, args []string, env func(string) (string, bool), st
 		log.Error("sidecar stopped", zap.Error(err))
 		return 1
 	}
+	return 0
+}
+
+// runCapture is init mode's first init container (the same image, NET_ADMIN only): it programs the
+// pod's capture rules from its podgate.io/status and exits; a failure stops the pod before any
+// container that serves the app starts.
+func runCapture(env func(string) (string, bool), stdout, stderr io.Writer) int {
+	status, _ := env(nft.EnvStatus)
+	rs, err := nft.ApplyOwn(status)
+	if err != nil {
+		fmt.Fprintf(stderr, "podgate capture: %v\n", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "podgate capture: programmed\n%s", rs)
 	return 0
 }

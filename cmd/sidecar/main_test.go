@@ -15,6 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/podgate/podgate/internal/capture/netnstest"
+	"github.com/podgate/podgate/internal/capture/nft"
 	"github.com/podgate/podgate/internal/oidctest"
 )
 
@@ -159,5 +163,36 @@ func TestBinarySIGTERM(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "shutting down") {
 		t.Errorf("no shutdown log:\n%s", logs.String())
+	}
+}
+
+// `sidecar capture` (init mode) programs the rules of the pod's status into its own namespace,
+// and refuses without a status.
+func TestCaptureSubcommand(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"capture"}, noEnv, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), nft.EnvStatus+" is empty") {
+		t.Fatalf("without a status: exit %d, %s", code, stderr.String())
+	}
+	n := netnstest.New(t)
+	status := `{"version":1,"capture":"init","adminPort":4190,"captureCheckPort":4181,"ports":[{"appPort":8080,"proxyPort":4180}]}`
+	env := func(k string) (string, bool) { return status, k == nft.EnvStatus }
+	var code int
+	if err := n.Do(func(ns.NetNS) error {
+		code = run(context.Background(), []string{"capture"}, env, &stdout, &stderr)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	c, err := nft.Open(int(n.Fd()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = c.Close() }()
+	rs, err := c.Read()
+	if err != nil || !strings.Contains(rs.String(), "tcp dport 8080 redirect to :4180") || !strings.Contains(stdout.String(), rs.String()) {
+		t.Fatalf("rules in the namespace: %v %v; printed %s", rs, err, stdout.String())
 	}
 }
