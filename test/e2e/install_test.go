@@ -479,7 +479,8 @@ func TestUninstallAndChartInstall(t *testing.T) {
 	// Whatever happens below, the suite goes on with the kustomize install.
 	t.Cleanup(func() {
 		ctx := context.WithoutCancel(suiteCtx)
-		if _, err := kube.Client.AppsV1().Deployments(framework.InjectorNamespace).Get(ctx, framework.InjectorDeployment, metav1.GetOptions{}); err == nil {
+		_, agentErr := kube.Client.AppsV1().DaemonSets(framework.CNIAgentNamespace).Get(ctx, framework.CNIAgentDaemonSet, metav1.GetOptions{})
+		if _, err := kube.Client.AppsV1().Deployments(framework.InjectorNamespace).Get(ctx, framework.InjectorDeployment, metav1.GetOptions{}); err == nil && agentErr == nil {
 			if err := suite.WaitInjector(ctx); err == nil {
 				return
 			}
@@ -490,12 +491,17 @@ func TestUninstallAndChartInstall(t *testing.T) {
 		}
 	})
 
-	// kustomize, as docs/install.md says.
+	// kustomize, as docs/install.md says: the injector and the capture node agent the suite
+	// installed.
+	kustomization, err := suite.Kustomization()
+	if err != nil {
+		t.Fatal(err)
+	}
 	start := time.Now()
 	for _, args := range [][]string{
 		{"delete", "mutatingwebhookconfiguration", framework.InjectorWebhookConfig},
 		{"delete", "validatingadmissionpolicybinding,validatingadmissionpolicy", framework.OptedInPolicy},
-		{"delete", "-k", suite.E2EOverlay(), "--ignore-not-found"},
+		{"delete", "-k", kustomization, "--ignore-not-found"},
 	} {
 		if _, err := kube.Run(ctx, "", args...); err != nil {
 			t.Fatal(err)
@@ -525,7 +531,7 @@ func TestUninstallAndChartInstall(t *testing.T) {
 	}
 	t.Cleanup(func() { deleteNamespace(kube, plainNS) })
 	app := framework.EchoApp{Namespace: plainNS, Name: "opted", Replicas: 1}.Deployment()
-	_, err := kube.Client.CoreV1().Pods(plainNS).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "opted", Namespace: plainNS,
+	_, err = kube.Client.CoreV1().Pods(plainNS).Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "opted", Namespace: plainNS,
 		Annotations: map[string]string{framework.AnnotationInject: "true"}}, Spec: app.Spec.Template.Spec}, metav1.CreateOptions{})
 	if err == nil || !strings.Contains(err.Error(), "kubectl label namespace "+plainNS+" podgate.io/injection=enabled") {
 		t.Errorf("opted-in pod in an unlabelled namespace under the chart's policy: %v", err)

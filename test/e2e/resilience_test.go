@@ -146,10 +146,12 @@ func TestBurstOfThirtyPods(t *testing.T) {
 	if failed := failedCreates(t, ns); len(failed) > 0 {
 		t.Errorf("pod creations rejected during the burst: %v", failed)
 	}
-	if _, err := kube.WaitPodsReady(ctx, ns, "app=burst", replicas, 4*time.Minute); err != nil {
+	ready, err := kube.WaitPodsReady(ctx, ns, "app=burst", replicas, 4*time.Minute)
+	if err != nil {
 		t.Error(err)
 	}
 	readyIn := time.Since(start)
+	noteCaptureCost(t, ns, ready)
 
 	after, err := suite.WebhookLatency(ctx)
 	if err != nil {

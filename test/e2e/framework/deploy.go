@@ -3,6 +3,7 @@ package framework
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"time"
 
@@ -10,11 +11,20 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-// DeployInjector deploys the injector from manifests/overlays/e2e, as a user would with
-// kubectl apply -k: no certificate prepared, the injector issues its own. It waits until the API
-// server really sends it pods.
+// DeployInjector deploys the injector from manifests/overlays/e2e and the podgate-cni node agent
+// from manifests/cni (Kustomization), as a user would with kubectl apply -k: no certificate
+// prepared, the injector issues its own. It waits until the agent has chained the plugin in on
+// every node and the API server really sends the injector pods. Applying again restores whatever
+// a test removed.
 func (s *Stack) DeployInjector(ctx context.Context) error {
-	if _, err := s.Kube.Run(ctx, "", "apply", "-k", s.E2EOverlay()); err != nil {
+	k, err := s.Kustomization()
+	if err != nil {
+		return err
+	}
+	if _, err := s.Kube.Run(ctx, "", "apply", "-k", k); err != nil {
+		return err
+	}
+	if err := s.WaitCNIAgentReady(ctx); err != nil {
 		return err
 	}
 	return s.WaitInjector(ctx)
@@ -41,6 +51,69 @@ func (s *Stack) WaitInjector(ctx context.Context) error {
 	}
 	s.webhookName = hooks.Webhooks[0].Name
 	return s.WaitWebhookServing(ctx)
+}
+
+// Kustomization is what DeployInjector applies and an uninstall deletes: a kustomization (written
+// once per stack, in a directory of its own) of the e2e overlay and the podgate-cni node agent
+// (manifests/cni, in kube-system), with the agent running the e2e image and pointed at the
+// provider's CNI directories: the one difference between providers the manifests cannot know.
+func (s *Stack) Kustomization() (string, error) {
+	if s.kustomizeDir != "" {
+		return s.kustomizeDir, nil
+	}
+	bin, conf, pluginLog := s.Provider.CNIDirs()
+	dir, err := os.MkdirTemp("", "podgate-e2e-kustomize-")
+	if err != nil {
+		return "", err
+	}
+	// kustomize refuses absolute paths
+	relOverlay, err := filepath.Rel(dir, s.E2EOverlay())
+	if err != nil {
+		return "", err
+	}
+	relCNI, err := filepath.Rel(dir, filepath.Join(s.Root, "manifests", "cni"))
+	if err != nil {
+		return "", err
+	}
+	k := fmt.Sprintf(`apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+- %[1]s
+- %[2]s
+images:
+- name: ghcr.io/podgate/cni
+  newName: %[3]s
+  newTag: %[4]s
+patches:
+- target: {kind: DaemonSet, name: %[5]s}
+  patch: |-
+    - {op: replace, path: /spec/template/spec/containers/0/imagePullPolicy, value: Never}
+    - {op: replace, path: /spec/template/spec/volumes/0/hostPath/path, value: %[6]s}
+    - {op: replace, path: /spec/template/spec/volumes/1/hostPath/path, value: %[7]s}
+    - {op: add, path: /spec/template/spec/containers/0/args/-, value: --host-cni-conf-dir=%[7]s}
+    - {op: add, path: /spec/template/spec/containers/0/args/-, value: --plugin-log-file=%[8]s}
+`, relOverlay, relCNI, "podgate.local/cni", "e2e", CNIAgentDaemonSet, bin, conf, pluginLog)
+	if err := os.WriteFile(filepath.Join(dir, "kustomization.yaml"), []byte(k), 0o644); err != nil {
+		return "", err
+	}
+	s.kustomizeDir = dir
+	return dir, nil
+}
+
+// WaitCNIAgentReady waits until the podgate-cni agent is ready on every node: the plugin is
+// installed and last in the active conflist.
+func (s *Stack) WaitCNIAgentReady(ctx context.Context) error {
+	return Eventually(ctx, 2*time.Minute, time.Second, "the podgate-cni agent ready on every node", func(ctx context.Context) (bool, string, error) {
+		ds, err := s.Kube.Client.AppsV1().DaemonSets(CNIAgentNamespace).Get(ctx, CNIAgentDaemonSet, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		st := ds.Status
+		if st.DesiredNumberScheduled == 0 || st.NumberReady != st.DesiredNumberScheduled || st.ObservedGeneration < ds.Generation {
+			return false, fmt.Sprintf("%d of %d ready", st.NumberReady, st.DesiredNumberScheduled), nil
+		}
+		return true, "", nil
+	})
 }
 
 // Demo brings the stack up with the injector and the demo app, and leaves it running.
@@ -93,6 +166,9 @@ const (
 	InjectorLease = "podgate-injector-certificates"
 	// OptedInPolicy is the ValidatingAdmissionPolicy (and its binding) refusing uninjected pods.
 	OptedInPolicy = "podgate-opted-in-pods-are-injected"
+	// CNIAgentDaemonSet is the podgate-cni node agent (manifests/cni), in CNIAgentNamespace.
+	CNIAgentDaemonSet = "podgate-cni"
+	CNIAgentNamespace = "kube-system"
 )
 
 // WaitWebhookServing waits until the API server really runs pods through the injector: a

@@ -111,6 +111,12 @@ func (k *Kind) Kubeconfig() string {
 
 func (k *Kind) Kubectl() string { return "kubectl" }
 
+// CNIDirs are the standard directories kind's node image uses (the manifests' defaults); the
+// plugin's log stays inside the node container.
+func (k *Kind) CNIDirs() (bin, conf, pluginLog string) {
+	return "/opt/cni/bin", "/etc/cni/net.d", "/var/log/podgate-cni.log"
+}
+
 func (k *Kind) Destroy(ctx context.Context) error {
 	var errs []string
 	for _, cidr := range kindRoutes {

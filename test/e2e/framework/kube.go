@@ -52,6 +52,20 @@ func (k *Kube) Run(ctx context.Context, stdin string, args ...string) (string, e
 	return stdout.String(), nil
 }
 
+// RunCombined runs kubectl like Run and returns standard output and error together (kubectl prints
+// admission warnings on standard error).
+func (k *Kube) RunCombined(ctx context.Context, stdin string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, k.Kubectl, append([]string{"--kubeconfig", k.Kubeconfig}, args...)...)
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
 // Eventually polls cond every interval until it reports done, returns an error, or timeout passes;
 // a timeout error includes the last reason cond gave, so a failed wait explains itself.
 func Eventually(ctx context.Context, timeout, interval time.Duration, what string, cond func(ctx context.Context) (done bool, reason string, err error)) error {

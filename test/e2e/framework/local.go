@@ -49,6 +49,11 @@ func (l *Local) Kubectl() string {
 	return filepath.Join(CacheDir(), "kubernetes-"+KubernetesVersion, "bin", "kubectl")
 }
 
+// CNIDirs are the directories up.sh gives containerd; the plugin logs next to the other components.
+func (l *Local) CNIDirs() (bin, conf, pluginLog string) {
+	return CNIBinDir(), CNIConfDir(), filepath.Join(LogDir(), "podgate-cni.log")
+}
+
 func (l *Local) Destroy(ctx context.Context) error {
 	return l.Scripts.Run(ctx, "cluster/local/down.sh")
 }

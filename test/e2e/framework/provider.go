@@ -22,6 +22,9 @@ type Provider interface {
 	Kubeconfig() string
 	// Kubectl is the kubectl binary to use with it.
 	Kubectl() string
+	// CNIDirs are the node's CNI bin and conf dirs (the podgate-cni agent's hostPaths) and the
+	// host path the plugin logs to.
+	CNIDirs() (bin, conf, pluginLog string)
 	// Destroy removes everything Network and Create made, and stops everything they started.
 	// It must work after a partial Create, and twice in a row.
 	Destroy(ctx context.Context) error

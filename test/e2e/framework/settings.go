@@ -49,12 +49,20 @@ func StateDir() string { return envOr("PODGATE_E2E_STATE", "/var/lib/podgate-e2e
 // teardown and emptied when a run starts. PODGATE_E2E_LOGS moves it.
 func LogDir() string { return envOr("PODGATE_E2E_LOGS", "/var/log/podgate-e2e") }
 
+// CNIBinDir and CNIConfDir are the local provider's CNI directories, under StateDir: containerd
+// uses them, and the podgate-cni node agent installs into them as it would into /opt/cni/bin and
+// /etc/cni/net.d (their own bin dir, so teardown removes what the agent left with the state).
+func CNIBinDir() string  { return filepath.Join(StateDir(), "cni", "bin") }
+func CNIConfDir() string { return filepath.Join(StateDir(), "cni", "net.d") }
+
 // Env is the settings as the environment variables the scripts require.
 func Env() []string {
 	return []string{
 		"PODGATE_E2E_CACHE=" + CacheDir(),
 		"PODGATE_E2E_STATE=" + StateDir(),
 		"PODGATE_E2E_LOGS=" + LogDir(),
+		"CNI_BIN_DIR=" + CNIBinDir(),
+		"CNI_CONF_DIR=" + CNIConfDir(),
 		"K8S_VERSION=" + KubernetesVersion,
 		"ETCD_VERSION=" + EtcdVersion,
 		"TRAEFIK_VERSION=" + TraefikVersion,

@@ -24,6 +24,9 @@ type Stack struct {
 
 	// webhookName is the injector's webhook as registered, found by DeployInjector.
 	webhookName string
+	// kustomizeDir is the kustomization DeployInjector applied (the e2e overlay with the
+	// provider's CNI directories); Down removes it.
+	kustomizeDir string
 }
 
 // NewStack prepares a stack for the provider PODGATE_E2E_PROVIDER names (local by default).
@@ -122,6 +125,9 @@ func (s *Stack) buildImages(ctx context.Context) error {
 func (s *Stack) Down(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 	defer cancel()
+	if s.kustomizeDir != "" {
+		_ = os.RemoveAll(s.kustomizeDir)
+	}
 	return s.Phases.Run("teardown", func() error { return s.Provider.Destroy(ctx) })
 }
 

@@ -22,6 +22,7 @@ echo|./test/e2e/apps/echo|test/e2e/apps/echo/Dockerfile
 grpc|./test/e2e/apps/grpc|test/e2e/apps/grpc/Dockerfile
 injector|./cmd/injector|Dockerfile.injector
 sidecar|./cmd/sidecar|Dockerfile.sidecar
+cni|./cmd/cni|Dockerfile.cni
 traefik|@$TRAEFIK_BIN|test/e2e/traefik/Dockerfile
 coredns|@$COREDNS_BIN/coredns|test/e2e/cluster/local/coredns/Dockerfile"
 

@@ -4,6 +4,10 @@
 // small HTML page greeting the user instead; /ws is a WebSocket echo. Every answer names the app
 // (-name) and the pod (its host name), so a routing test sees which one answered. It is
 // deliberately unaware of authentication.
+//
+// GET /fetch?url=http://…&header=Name:+value makes that request from inside the pod and answers
+// with a Fetched: the capture tests use it to reach a pod from another pod, and an app to reach
+// itself on localhost. It is a test app's open relay and must never run outside the e2e cluster.
 package main
 
 import (
@@ -13,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"html/template"
+	"io"
 	"log"
 	"net/http"
 	"os"
@@ -63,6 +68,7 @@ func main() {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /ws", serveWebSocket(*name, pod))
+	mux.HandleFunc("GET /fetch", fetch)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/" && strings.Contains(r.Header.Get("Accept"), "text/html") {
 			servePage(w, r, *name, pod)
@@ -88,6 +94,49 @@ func main() {
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		log.Fatal(err)
 	}
+}
+
+// Fetched is the JSON answer of /fetch: what the request made from inside the pod got back.
+type Fetched struct {
+	Status int    `json:"status"`
+	Body   string `json:"body"`
+	Error  string `json:"error,omitempty"`
+}
+
+var fetchClient = &http.Client{
+	Timeout:       5 * time.Second,
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+// fetch makes the request /fetch describes. A connection refused or timed out is an answer too
+// (Error set), so a test sees that a port does not serve rather than a failed relay.
+func fetch(w http.ResponseWriter, r *http.Request) {
+	target := r.URL.Query().Get("url")
+	if !strings.HasPrefix(target, "http://") {
+		http.Error(w, "url must be http://", http.StatusBadRequest)
+		return
+	}
+	req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, target, nil)
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	for _, h := range r.URL.Query()["header"] {
+		if k, v, ok := strings.Cut(h, ":"); ok {
+			req.Header.Set(strings.TrimSpace(k), strings.TrimSpace(v))
+		}
+	}
+	var out Fetched
+	resp, err := fetchClient.Do(req)
+	if err != nil {
+		out.Error = err.Error()
+	} else {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		_ = resp.Body.Close()
+		out.Status, out.Body = resp.StatusCode, string(b)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(out)
 }
 
 type header struct{ Name, Value string }

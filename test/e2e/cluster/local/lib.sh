@@ -8,6 +8,8 @@
 #   $PODGATE_E2E_STATE  everything a running cluster owns (PKI, etcd data, containerd root, PID files);
 #                       teardown removes it
 #   $PODGATE_E2E_LOGS   component logs, kept after teardown for post-mortems, emptied when run.sh starts a run
+#   $CNI_BIN_DIR, $CNI_CONF_DIR  containerd's CNI directories (under the state), which the podgate-cni
+#                       node agent installs into
 #   $K8S_VERSION, $ETCD_VERSION, $TRAEFIK_VERSION (and its $TRAEFIK_SHA256), $COREDNS_VERSION,
 #   $NODE_IP, $NODE_NAME, $SVC_CIDR, $DNS_IP, $API_URL
 
@@ -16,6 +18,8 @@ set -o errexit -o nounset -o pipefail
 : "${PODGATE_E2E_CACHE:?is not set: run through make e2e, or see the top of lib.sh}"
 : "${PODGATE_E2E_STATE:?is not set: run through make e2e, or see the top of lib.sh}"
 : "${PODGATE_E2E_LOGS:?is not set: run through make e2e, or see the top of lib.sh}"
+: "${CNI_BIN_DIR:?is not set: run through make e2e, or see the top of lib.sh}"
+: "${CNI_CONF_DIR:?is not set: run through make e2e, or see the top of lib.sh}"
 : "${K8S_VERSION:?is not set: run through make e2e, or see the top of lib.sh}"
 : "${ETCD_VERSION:?is not set: run through make e2e, or see the top of lib.sh}"
 : "${NODE_IP:?is not set: run through make e2e, or see the top of lib.sh}"

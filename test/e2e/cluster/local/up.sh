@@ -122,10 +122,13 @@ control_plane() {
 }
 
 containerd_up() {
-	local c=$CONTAINERD_DIR cni=$PODGATE_E2E_STATE/cni
+	local c=$CONTAINERD_DIR cni=$PODGATE_E2E_STATE/cni p
 	[[ -f $RUN/containerd.pid ]] && kill -0 "$(cat "$RUN/containerd.pid")" 2>/dev/null && return
-	mkdir -p "$c" "$cni/net.d" "$cni/ipam"
-	cat >"$cni/net.d/10-podgate-e2e.conflist" <<-CNI
+	mkdir -p "$c" "$CNI_CONF_DIR" "$CNI_BIN_DIR" "$cni/ipam"
+	# A bin dir of our own, holding Debian's plugins as links: the podgate-cni node agent installs
+	# the plugin into it (as it would into /opt/cni/bin), and teardown removes it with the state.
+	for p in /usr/lib/cni/*; do ln -sfn "$p" "$CNI_BIN_DIR/"; done
+	cat >"$CNI_CONF_DIR/10-podgate-e2e.conflist" <<-CNI
 		{
 		  "cniVersion": "0.4.0",
 		  "name": "podgate-e2e",
@@ -168,8 +171,8 @@ containerd_up() {
 		        SystemdCgroup = false
 		        Root = "$c/runc"
 		  [plugins."io.containerd.grpc.v1.cri".cni]
-		    bin_dir = "/usr/lib/cni"
-		    conf_dir = "$cni/net.d"
+		    bin_dir = "$CNI_BIN_DIR"
+		    conf_dir = "$CNI_CONF_DIR"
 	TOML
 	start containerd containerd --config "$c/config.toml"
 	waitfor containerd 30 ctr --address "$CONTAINERD_SOCK" version
