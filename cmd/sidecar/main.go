@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 	"go.uber.org/zap"
 
+	"github.com/podgate/podgate/internal/capture"
 	"github.com/podgate/podgate/internal/capture/nft"
 	"github.com/podgate/podgate/internal/logging"
 	"github.com/podgate/podgate/internal/options"
@@ -60,7 +61,7 @@ func run(ctx context.Context, args []string, env func(string) (string, bool), st
 // pod's capture rules from its podgate.io/status and exits; a failure stops the pod before any
 // container that serves the app starts.
 func runCapture(env func(string) (string, bool), stdout, stderr io.Writer) int {
-	status, _ := env(nft.EnvStatus)
+	status, _ := env(capture.EnvStatus)
 	rs, err := nft.ApplyOwn(status)
 	if err != nil {
 		fmt.Fprintf(stderr, "podgate capture: %v\n", err)

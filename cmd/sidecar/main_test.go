@@ -17,6 +17,7 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/podgate/podgate/internal/capture"
 	"github.com/podgate/podgate/internal/capture/netnstest"
 	"github.com/podgate/podgate/internal/capture/nft"
 	"github.com/podgate/podgate/internal/oidctest"
@@ -170,12 +171,12 @@ func TestBinarySIGTERM(t *testing.T) {
 // and refuses without a status.
 func TestCaptureSubcommand(t *testing.T) {
 	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), []string{"capture"}, noEnv, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), nft.EnvStatus+" is empty") {
+	if code := run(context.Background(), []string{"capture"}, noEnv, &stdout, &stderr); code != 1 || !strings.Contains(stderr.String(), capture.EnvStatus+" is empty") {
 		t.Fatalf("without a status: exit %d, %s", code, stderr.String())
 	}
 	n := netnstest.New(t)
 	status := `{"version":1,"capture":"init","adminPort":4190,"captureCheckPort":4181,"ports":[{"appPort":8080,"proxyPort":4180}]}`
-	env := func(k string) (string, bool) { return status, k == nft.EnvStatus }
+	env := func(k string) (string, bool) { return status, k == capture.EnvStatus }
 	var code int
 	if err := n.Do(func(ns.NetNS) error {
 		code = run(context.Background(), []string{"capture"}, env, &stdout, &stderr)

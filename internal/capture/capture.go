@@ -45,6 +45,14 @@ func ParseMode(s string) (Mode, error) {
 	return "", fmt.Errorf("capture mode %q %w", s, ErrUnknownMode)
 }
 
+// EnvStatus is the variable through which init mode's container gets the pod's podgate.io/status
+// (the downward API), so it builds the same rules the plugin would.
+const EnvStatus = "PODGATE_CAPTURE_STATUS"
+
+// CheckPath is the path of the sidecar's startup probe through the check port: /ping on the admin
+// port once redirected, and in the kubelet's "connection refused" event it names what is missing.
+const CheckPath = "/ping?check=podgate-capture"
+
 // Port is one protected port as the status records it: inbound TCP to AppPort belongs to the
 // sidecar's ProxyPort.
 type Port struct {

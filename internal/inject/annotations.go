@@ -45,6 +45,7 @@ const (
 	AnnotationMemoryLimit         = Prefix + "memory-limit"
 	AnnotationNativeSidecar       = Prefix + "native-sidecar"
 	AnnotationAdminPort           = Prefix + "admin-port"
+	AnnotationCapture             = Prefix + "capture"
 	// AnnotationStatus is written by the injector, never read from a namespace: it records what was
 	// injected (ports taken over, original probes) so that a second pass changes nothing and
 	// anyone can check what the probes were before the rewrite.
@@ -92,6 +93,7 @@ var Annotations = []Annotation{
 	{AnnotationMemoryLimit, onPodAndNS, "config `resources`", "quantity, e.g. `128Mi`", "Sidecar memory limit."},
 	{AnnotationNativeSidecar, onPodAndNS, "config `nativeSidecar` (`true`)", "`true`, `false`", "Run the sidecar as a native sidecar (first initContainer, `restartPolicy: Always`, the app starts once it answers) or as a regular container."},
 	{AnnotationAdminPort, onPodAndNS, "config `adminPort` (`4190`)", "1-65535, unused in the pod", "Sidecar admin port (`/ping`, `/ready`, `/metrics`, `/probe/<name>`), named `podgate-admin`."},
+	{AnnotationCapture, onPodAndNS, "config `capture` (`cni`)", "`cni`, `init`, `none`", "How inbound traffic to the protected ports is captured in the pod's network namespace, so the pod IP and a numeric `targetPort` reach the sidecar too. `cni`: the podgate-cni node agent (pods stay Pod Security `restricted`; needs the native sidecar). `init`: a first init container with `NET_ADMIN` (denied where the namespace's Pod Security level forbids it). `none`: no capture; the app's own port stays reachable without authentication (admission warning)."},
 	{AnnotationStatus, written, "—", "JSON", "What was injected: sidecar, ports taken over (with the protocol spoken to the app), ports left alone (with the reason), original probes. Its presence makes injection a no-op."},
 }
 

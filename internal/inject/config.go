@@ -10,6 +10,7 @@ import (
 	kjson "sigs.k8s.io/json"
 	"sigs.k8s.io/yaml"
 
+	"github.com/podgate/podgate/internal/capture"
 	"github.com/podgate/podgate/internal/version"
 )
 
@@ -43,6 +44,8 @@ type Config struct {
 	// RunAsUser and RunAsGroup of the sidecar (default 65532, the distroless "nonroot" user).
 	RunAsUser  int64 `json:"runAsUser"`
 	RunAsGroup int64 `json:"runAsGroup"`
+	// Capture is the default of podgate.io/capture (default cni).
+	Capture capture.Mode `json:"capture"`
 	// LogLevel and LogFormat of the sidecar (default info, json).
 	LogLevel  string `json:"logLevel"`
 	LogFormat string `json:"logFormat"`
@@ -72,6 +75,7 @@ func DefaultConfig() Config {
 		AdminPort:     4190,
 		RunAsUser:     65532,
 		RunAsGroup:    65532,
+		Capture:       capture.ModeCNI,
 		LogLevel:      "info",
 		LogFormat:     "json",
 	}
@@ -134,6 +138,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AdminPort < 1 || c.AdminPort > 65535 {
 		bad("adminPort", "%d is not 1-65535", c.AdminPort)
+	}
+	if _, err := capture.ParseMode(string(c.Capture)); err != nil {
+		bad("capture", "%q is not cni, init or none", c.Capture)
 	}
 	if c.RunAsUser <= 0 {
 		bad("runAsUser", "%d must be a non-root user id", c.RunAsUser)

@@ -9,6 +9,8 @@ import (
 	"strconv"
 
 	corev1 "k8s.io/api/core/v1"
+
+	"github.com/podgate/podgate/internal/capture"
 )
 
 // SidecarName is the injected container's name.
@@ -125,6 +127,7 @@ func Inject(pod *corev1.Pod, ns *corev1.Namespace, cfg *Config) (*corev1.Pod, *R
 	in := newInjection(out, s, cfg, &ps)
 	in.takeOverPorts()
 	in.rewriteProbes()
+	in.planCapture(ns)
 	s.opts.AdminAddr = ":" + strconv.Itoa(int(s.adminPort))
 	s.opts.Proxies, s.opts.Probes, s.opts.ProbeHeaders = in.proxies(), in.probeOptions(), in.probeHeaders()
 	s.addOptionErrors(s.opts.ValidateWithoutSecrets(), &ps)
@@ -137,6 +140,10 @@ func Inject(pod *corev1.Pod, ns *corev1.Namespace, cfg *Config) (*corev1.Pod, *R
 		out.Spec.InitContainers = slices.Insert(out.Spec.InitContainers, 0, sidecar)
 	} else {
 		out.Spec.Containers = append(out.Spec.Containers, sidecar)
+	}
+	if s.capture == capture.ModeInit {
+		// First of all: no container, the sidecar included, runs before the rules are in place.
+		out.Spec.InitContainers = slices.Insert(out.Spec.InitContainers, 0, in.captureInit())
 	}
 	st := in.status()
 	if err := setStatus(out, st); err != nil {
@@ -162,6 +169,8 @@ type injection struct {
 	// unprotected records the ports left alone as not HTTP.
 	unprotected []UnprotectedPort
 	warnings    []string
+	// checkPort is the capture's check port; 0 with capture none.
+	checkPort int32
 }
 
 func newInjection(pod *corev1.Pod, s *settings, cfg *Config, ps *problems) *injection {

@@ -8,6 +8,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/podgate/podgate/internal/capture"
 )
 
 // maxPortNameLen is the IANA_SVC_NAME limit Kubernetes enforces on port names.
@@ -252,6 +254,10 @@ func (in *injection) movePort(c *corev1.Container, p *corev1.ContainerPort, prox
 	st := PortStatus{Container: c.Name, Name: p.Name, AppPort: p.ContainerPort, ProxyPort: proxyPort}
 	if p.Name == "" {
 		st.Name = in.uniqueName("http-" + strconv.Itoa(int(p.ContainerPort)))
+		if in.s.capture != capture.ModeNone {
+			// Captured: a numeric targetPort reaches the sidecar through the redirect.
+			return st
+		}
 		in.warnings = append(in.warnings, fmt.Sprintf("podgate: container %q port %d had no name; the sidecar took it over as %q: "+
 			"Services must use targetPort: %s, a numeric targetPort %d reaches the app without authentication", c.Name, p.ContainerPort, st.Name, st.Name, p.ContainerPort))
 		return st

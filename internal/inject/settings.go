@@ -9,6 +9,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/validation"
 
+	"github.com/podgate/podgate/internal/capture"
 	"github.com/podgate/podgate/internal/options"
 )
 
@@ -30,6 +31,7 @@ type settings struct {
 	secret       string
 	image        string
 	native       bool
+	capture      capture.Mode
 	adminPort    int32
 	resources    corev1.ResourceRequirements
 	// source records where each key's value came from, for error messages.
@@ -182,6 +184,14 @@ func resolve(pod *corev1.Pod, ns *corev1.Namespace, cfg *Config, ps *problems) *
 		ps.add(AnnotationImage, l.source[AnnotationImage], s.image, "is not an image reference")
 	}
 	s.native = l.boolean(AnnotationNativeSidecar, cfg.NativeSidecar, ps)
+	s.capture = cfg.Capture
+	if v, ok := l.get(AnnotationCapture); ok {
+		if m, err := capture.ParseMode(v); err != nil {
+			ps.add(AnnotationCapture, l.source[AnnotationCapture], v, "is not cni, init or none")
+		} else {
+			s.capture = m
+		}
+	}
 
 	s.adminPort = cfg.AdminPort
 	if v, ok := l.get(AnnotationAdminPort); ok {

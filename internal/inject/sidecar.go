@@ -42,7 +42,8 @@ func (in *injection) sidecar() corev1.Container {
 		},
 		Ports:     append(ports, corev1.ContainerPort{Name: AdminPortName, ContainerPort: s.adminPort, Protocol: corev1.ProtocolTCP}),
 		Resources: s.resources,
-		// Startup gates the app (native sidecar): /ping answers once every listener is bound.
+		// Startup gates the app (native sidecar): /ping answers once every listener is bound. With
+		// capture it goes through the check port instead (checkProbe), so it also proves the rules.
 		StartupProbe:   &corev1.Probe{ProbeHandler: httpGet("/ping"), PeriodSeconds: 1, FailureThreshold: 60, TimeoutSeconds: 1},
 		ReadinessProbe: &corev1.Probe{ProbeHandler: httpGet("/ready"), PeriodSeconds: 5, FailureThreshold: 3, TimeoutSeconds: 2},
 		LivenessProbe:  &corev1.Probe{ProbeHandler: httpGet("/ping"), PeriodSeconds: 10, FailureThreshold: 3, TimeoutSeconds: 2},
@@ -57,6 +58,9 @@ func (in *injection) sidecar() corev1.Container {
 			SeccompProfile:           &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 		},
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+	}
+	if probe := in.checkProbe(); probe != nil {
+		c.StartupProbe = probe
 	}
 	if s.native {
 		always := corev1.ContainerRestartPolicyAlways

@@ -8,18 +8,24 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/podgate/podgate/internal/capture"
 	"github.com/podgate/podgate/internal/options"
 )
 
 // Status is recorded as JSON in the podgate.io/status annotation: what was injected, and the
 // original probes, so the rewrite can be checked and reverted by hand.
 type Status struct {
-	Version   int          `json:"version"`
-	Sidecar   string       `json:"sidecar"`
-	Image     string       `json:"image"`
-	Native    bool         `json:"native"`
-	AdminPort int32        `json:"adminPort"`
-	Ports     []PortStatus `json:"ports"`
+	Version   int    `json:"version"`
+	Sidecar   string `json:"sidecar"`
+	Image     string `json:"image"`
+	Native    bool   `json:"native"`
+	AdminPort int32  `json:"adminPort"`
+	// Capture is the capture mode, and CaptureCheckPort the port the capture redirects to the
+	// admin port (0 with mode none). The podgate-cni plugin and init mode's container read these
+	// and Ports as a capture.Status: exactly the ports listed in Ports are redirected.
+	Capture          capture.Mode `json:"capture"`
+	CaptureCheckPort int32        `json:"captureCheckPort,omitempty"`
+	Ports            []PortStatus `json:"ports"`
 	// Unprotected lists the app's ports left alone because they are not HTTP. They are recorded
 	// apart from Ports so that nothing (the sidecar, traffic capture) ever treats them as protected.
 	Unprotected []UnprotectedPort `json:"unprotected,omitempty"`
@@ -100,7 +106,7 @@ func (t *ProbeTarget) UnmarshalText(b []byte) error {
 // status is what the annotation records of this injection.
 func (in *injection) status() *Status {
 	return &Status{Version: 1, Sidecar: SidecarName, Image: in.s.image, Native: in.s.native, AdminPort: in.s.adminPort,
-		Ports: in.ports, Unprotected: in.unprotected, Probes: in.probes}
+		Capture: in.s.capture, CaptureCheckPort: in.checkPort, Ports: in.ports, Unprotected: in.unprotected, Probes: in.probes}
 }
 
 // proxies are the sidecar's --proxy options, one per port taken over.

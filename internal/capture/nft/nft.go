@@ -204,15 +204,11 @@ func decodeRedirect(es []expr.Any) (capture.Redirect, bool) {
 	return capture.Redirect{Port: binaryutil.BigEndian.Uint16(port.Data), To: binaryutil.BigEndian.Uint16(imm.Data)}, true
 }
 
-// EnvStatus is the variable through which init mode's container gets the pod's podgate.io/status
-// (the downward API), so it builds the same rules the plugin would.
-const EnvStatus = "PODGATE_CAPTURE_STATUS"
-
 // ApplyOwn programs the rules a status asks for into the caller's own network namespace: init
 // mode, where a first init container with NET_ADMIN runs it before any other container starts.
 func ApplyOwn(status string) (capture.RuleSet, error) {
 	if status == "" {
-		return capture.RuleSet{}, errors.New(EnvStatus + " is empty: the init container gets the pod's podgate.io/status through the downward API")
+		return capture.RuleSet{}, errors.New(capture.EnvStatus + " is empty: the init container gets the pod's podgate.io/status through the downward API")
 	}
 	st, err := capture.ParseStatus(status)
 	if err != nil {
