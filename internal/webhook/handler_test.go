@@ -137,11 +137,13 @@ func TestInjectsOverHTTP(t *testing.T) {
 		}
 		pod = typicalPod("")
 	}
+	// Without capture an unnamed port is reachable by number: both reach the user as warnings.
 	unnamed := typicalPod("")
+	unnamed.Annotations[inject.AnnotationCapture] = "none"
 	unnamed.Spec.Containers[0].Ports[0].Name = ""
 	unnamed.Spec.Containers[0].ReadinessProbe = nil
 	r := post(t, srv, review(admissionv1.Create, "Pod", mustJSON(unnamed), false))
-	if !r.Allowed || len(r.Warnings) != 1 || !strings.Contains(r.Warnings[0], "targetPort: http-8080") {
+	if !r.Allowed || len(r.Warnings) != 2 || !strings.Contains(strings.Join(r.Warnings, "\n"), "targetPort: http-8080") {
 		t.Fatalf("no warning about the unnamed port: %+v", r.Warnings)
 	}
 	if n := testutil.ToFloat64(m.Admissions.WithLabelValues(ResultInjected, "")); n != 3 {
