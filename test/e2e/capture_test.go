@@ -22,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/podgate/podgate/internal/cni"
 	"github.com/podgate/podgate/test/e2e/framework"
 )
 
@@ -397,6 +398,77 @@ func TestCaptureFailsClosedWithoutAgent(t *testing.T) {
 		}
 	}
 	note("fail closed without the node agent: app container never started; %s", probeEvent)
+
+	if conflist != "" {
+		pluginMissing(t, conflist)
+	}
+}
+
+// pluginMissing: a conflist that names podgate-cni on a node without its binary (an agent killed
+// halfway, a node image without the plugin) fails every new sandbox with an error naming the
+// plugin, so an opted-in pod never runs there either.
+func pluginMissing(t *testing.T, conflist string) {
+	t.Helper()
+	ctx, kube := suiteCtx, suite.Kube
+	orig, err := os.ReadFile(conflist)
+	if err != nil {
+		t.Fatal(err)
+	}
+	chained, _, err := cni.Chain(orig, cni.Entry{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeConflist := func(b []byte) {
+		tmp := filepath.Join(filepath.Dir(conflist), ".e2e-conflist.tmp")
+		if err := os.WriteFile(tmp, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(tmp, conflist); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeConflist(chained)
+	t.Cleanup(func() { writeConflist(orig) })
+	time.Sleep(2 * time.Second) // containerd reloads the conflist on its own file watch
+	ns := captureNS + "-missing"
+	if err := kube.EnsureNamespace(ctx, ns, framework.InjectedNamespaceLabels()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deleteNamespace(kube, ns) })
+	if err := kube.EnsureSidecarSecret(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	app := framework.EchoApp{Namespace: ns, Name: "web", Replicas: 1, PodAnnotations: map[string]string{framework.AnnotationInject: "true"}}
+	if _, err := kube.Client.AppsV1().Deployments(ns).Create(ctx, app.Deployment(), metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var msg string
+	err = framework.Eventually(ctx, 2*time.Minute, time.Second, "the sandbox failing on the missing plugin", func(ctx context.Context) (bool, string, error) {
+		events, err := kube.Client.CoreV1().Events(ns).List(ctx, metav1.ListOptions{FieldSelector: "reason=FailedCreatePodSandBox"})
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		for _, e := range events.Items {
+			if strings.Contains(e.Message, "podgate-cni") {
+				msg = e.Message
+				return true, "", nil
+			}
+		}
+		return false, fmt.Sprintf("%d sandbox failures so far", len(events.Items)), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods, err := kube.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=web"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range pods.Items {
+		if p.Status.PodIP != "" || framework.PodReady(&p) {
+			t.Errorf("pod %s got a network without the plugin: %s", p.Name, framework.PodStatusSummary(&p))
+		}
+	}
+	note("fail closed with the plugin missing: %.200s", msg)
 }
 
 // localConflist is the local cluster's conflist on this host ("" for other providers).
