@@ -132,13 +132,15 @@ func deployCaptureApp(t *testing.T, ns string, labels map[string]string, mode st
 
 // relayPod is an uninjected echo pod in an unlabelled namespace: the "other pod" of the tests,
 // and the proof that pods without podgate are untouched.
-func relayPod(t *testing.T) corev1.Pod {
+// Each test gets its own namespace ns (a deleted one stays Terminating for a while).
+func relayPod(t *testing.T, ns string) corev1.Pod {
 	t.Helper()
 	ctx, kube := suiteCtx, suite.Kube
-	if err := kube.EnsureNamespace(ctx, captureClientNS, map[string]string{framework.LabelPSAEnforce: framework.PSARestricted}); err != nil {
+	if err := kube.EnsureNamespace(ctx, ns, map[string]string{framework.LabelPSAEnforce: framework.PSARestricted}); err != nil {
 		t.Fatal(err)
 	}
-	pods, err := kube.Deploy(ctx, framework.EchoApp{Namespace: captureClientNS, Name: "relay", Replicas: 1}, 3*time.Minute)
+	t.Cleanup(func() { deleteNamespace(kube, ns) })
+	pods, err := kube.Deploy(ctx, framework.EchoApp{Namespace: ns, Name: "relay", Replicas: 1}, 3*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -216,8 +218,7 @@ func checkDirectAccess(t *testing.T, pod corev1.Pod, svc *corev1.Service, relay 
 // without podgate is untouched.
 func TestCaptureCNI(t *testing.T) {
 	kube := suite.Kube
-	relay := relayPod(t)
-	t.Cleanup(func() { deleteNamespace(kube, captureClientNS) })
+	relay := relayPod(t, captureClientNS)
 	pod, svc := deployCaptureApp(t, captureNS, framework.InjectedNamespaceLabels(), "")
 	t.Cleanup(func() { deleteNamespace(kube, captureNS) })
 
@@ -247,8 +248,7 @@ func TestCaptureCNI(t *testing.T) {
 // namespace the injector denies the pod and says why.
 func TestCaptureInit(t *testing.T) {
 	ctx, kube := suiteCtx, suite.Kube
-	relay := relayPod(t)
-	t.Cleanup(func() { deleteNamespace(kube, captureClientNS) })
+	relay := relayPod(t, captureClientNS+"-init")
 	labels := map[string]string{framework.LabelInjection: "enabled", framework.LabelPSAEnforce: "privileged"}
 	pod, svc := deployCaptureApp(t, captureInitNS, labels, "init")
 	t.Cleanup(func() { deleteNamespace(kube, captureInitNS) })
