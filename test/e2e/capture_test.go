@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -22,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
+	"github.com/podgate/podgate/internal/capture"
 	"github.com/podgate/podgate/internal/cni"
 	"github.com/podgate/podgate/test/e2e/framework"
 )
@@ -235,6 +237,17 @@ func TestCaptureCNI(t *testing.T) {
 		}
 	}
 	checkDirectAccess(t, pod, svc, relay)
+	checkProbesPass(t, pod)
+	checkRestrictedEnforced(t, captureNS)
+	table := podNftTable(t, &pod)
+	want := fmt.Sprintf("tcp dport %d redirect to :%d", framework.EchoPort, proxyPortOf(t, &pod, framework.EchoPort))
+	if table != "" && (!strings.Contains(table, want) || !strings.Contains(table, fmt.Sprintf("tcp dport %d redirect to :%d", st.CheckPort, st.AdminPort)) ||
+		!strings.Contains(table, `iifname "lo" accept`)) {
+		t.Errorf("nft list table inet %s in the pod's netns:\n%s\nwant %q, the check port to the admin port, loopback exempt", capture.Table, table, want)
+	}
+	if relayTable := podNftTable(t, &relay); relayTable != "" && !strings.Contains(relayTable, "No such file or directory") {
+		t.Errorf("the uninjected pod's netns has a podgate table:\n%s", relayTable)
+	}
 
 	// The pod without podgate answers on its own port, directly (the app's JSON, no identity).
 	echo := getEcho(t, suiteCtx, noRedirects, "http://"+net.JoinHostPort(relay.Status.PodIP, fmt.Sprint(framework.EchoPort))+"/untouched", map[string]string{"Accept": "application/json"})
@@ -264,6 +277,10 @@ func TestCaptureInit(t *testing.T) {
 		t.Errorf("init container security context %+v, want NET_ADMIN only", sc)
 	}
 	checkDirectAccess(t, pod, svc, relay)
+	checkProbesPass(t, pod)
+	if table := podNftTable(t, &pod); table != "" && !strings.Contains(table, fmt.Sprintf("tcp dport %d redirect to :%d", framework.EchoPort, proxyPortOf(t, &pod, framework.EchoPort))) {
+		t.Errorf("nft list table inet %s in the init-mode pod's netns:\n%s", capture.Table, table)
+	}
 
 	// Restricted forbids NET_ADMIN: denied at admission, naming the annotation and the level.
 	if err := kube.EnsureNamespace(ctx, captureNS+"-restricted", framework.InjectedNamespaceLabels()); err != nil {
@@ -469,6 +486,173 @@ func pluginMissing(t *testing.T, conflist string) {
 		}
 	}
 	note("fail closed with the plugin missing: %.200s", msg)
+}
+
+// A port left alone as not HTTP (status "unprotected") is not redirected: the gRPC app's tcp-echo
+// answers directly on the pod IP from the node and from another pod, while its gRPC port on the
+// same pod IP reaches the sidecar, and the pod's table has no rule for the echo port.
+func TestCaptureLeavesUnprotectedPortsAlone(t *testing.T) {
+	ctx, kube := suiteCtx, suite.Kube
+	ns := captureNS + "-grpc"
+	relay := relayPod(t, captureClientNS+"-grpc")
+	if err := kube.EnsureNamespace(ctx, ns, framework.InjectedNamespaceLabels()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { deleteNamespace(kube, ns) })
+	if err := kube.EnsureSidecarSecret(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	pod, _, err := kube.DeployGRPC(ctx, framework.GRPCApp{Namespace: ns, Name: "greeter", PodAnnotations: map[string]string{
+		framework.AnnotationInject: "true", framework.AnnotationRoles: framework.AllowedRole,
+	}}, 3*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkGRPCPod(t, pod)
+	if st := statusOf(t, pod); st.Capture != "cni" || st.CheckPort == 0 {
+		t.Fatalf("status capture=%q checkPort=%d, want cni", st.Capture, st.CheckPort)
+	}
+	// Not HTTP: the bytes come back unchanged (the sidecar would answer 400 to them).
+	echoAddr := net.JoinHostPort(pod.Status.PodIP, fmt.Sprint(framework.GRPCEchoPort))
+	if got, err := tcpEchoOnce(echoAddr, "hello, not HTTP\n"); err != nil || got != "hello, not HTTP\n" {
+		t.Errorf("from the node, %s (%s, unprotected) answered %q, %v; want the app's echo", echoAddr, framework.GRPCEchoPortName, got, err)
+	}
+	// From another pod: an HTTP request to the echo port comes back as the app echoes it (the
+	// request line itself), never as the sidecar's answer.
+	q := url.Values{"url": {"http://" + echoAddr + "/not-http"}}
+	status, body, err := get(ctx, noRedirects, "http://"+net.JoinHostPort(relay.Status.PodIP, fmt.Sprint(framework.EchoPort))+"/fetch?"+q.Encode(), nil)
+	var f fetched
+	if err != nil || status != http.StatusOK || json.Unmarshal(body, &f) != nil {
+		t.Fatalf("relay: HTTP %d, %v: %.200s", status, err, body)
+	}
+	if f.Status != 0 || !strings.Contains(f.Error, "malformed HTTP") {
+		t.Errorf("from another pod, %s answered HTTP %d %q (%s); want the app's raw echo, which is not HTTP", echoAddr, f.Status, f.Body, f.Error)
+	}
+	// The gRPC port on the same pod IP is captured: an HTTP/1.1 API client gets the sidecar's 401.
+	grpcURL := "http://" + net.JoinHostPort(pod.Status.PodIP, fmt.Sprint(framework.GRPCPort)) + "/"
+	if status, body, err := get(ctx, noRedirects, grpcURL, map[string]string{"Accept": "application/json"}); err != nil || status != http.StatusUnauthorized {
+		t.Errorf("from the node, %s: HTTP %d, %v: %.200s; want 401 from the sidecar", grpcURL, status, err, body)
+	}
+	if table := podNftTable(t, pod); table != "" {
+		if !strings.Contains(table, fmt.Sprintf("tcp dport %d redirect", framework.GRPCPort)) || strings.Contains(table, fmt.Sprintf("dport %d ", framework.GRPCEchoPort)) {
+			t.Errorf("nft list table inet %s in the gRPC pod's netns:\n%s\nwant %d redirected and %d not", capture.Table, table, framework.GRPCPort, framework.GRPCEchoPort)
+		}
+	}
+}
+
+// tcpEchoOnce sends msg to addr and reads back as many bytes.
+func tcpEchoOnce(addr, msg string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte(msg)); err != nil {
+		return "", err
+	}
+	buf := make([]byte, len(msg))
+	n, err := io.ReadFull(c, buf)
+	return string(buf[:n]), err
+}
+
+// checkProbesPass: the app's probes were rewritten to the sidecar's admin port and pass through it
+// (the app container is ready and never restarted), and the sidecar's startup probe, which goes
+// through the capture's check port, passed.
+func checkProbesPass(t *testing.T, pod corev1.Pod) {
+	t.Helper()
+	for _, c := range pod.Spec.Containers {
+		for _, p := range []*corev1.Probe{c.ReadinessProbe, c.LivenessProbe} {
+			if p != nil && (p.HTTPGet == nil || p.HTTPGet.Port.IntValue() != int(statusOf(t, &pod).AdminPort)) {
+				t.Errorf("container %s probe %+v is not on the admin port", c.Name, p.ProbeHandler)
+			}
+		}
+	}
+	got, err := suite.Kube.Client.CoreV1().Pods(pod.Namespace).Get(suiteCtx, pod.Name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	statuses := append(slices.Clone(got.Status.InitContainerStatuses), got.Status.ContainerStatuses...)
+	for _, cs := range statuses {
+		if cs.Name == captureInitName {
+			continue
+		}
+		if !cs.Ready || cs.RestartCount != 0 || (cs.Started != nil && !*cs.Started) {
+			t.Errorf("container %s: ready %v, started %v, restarts %d", cs.Name, cs.Ready, cs.Started, cs.RestartCount)
+		}
+	}
+	if !framework.PodReady(got) {
+		t.Errorf("pod not Ready: %s", framework.PodStatusSummary(got))
+	}
+}
+
+// checkRestrictedEnforced: the namespace enforces Pod Security restricted, so the captured pod in
+// it passed restricted admission: a pod asking for NET_ADMIN is refused there.
+func checkRestrictedEnforced(t *testing.T, ns string) {
+	t.Helper()
+	ctx := suiteCtx
+	n, err := suite.Kube.Client.CoreV1().Namespaces().Get(ctx, ns, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Labels[framework.LabelPSAEnforce] != framework.PSARestricted {
+		t.Fatalf("namespace %s labels %v, want %s=%s", ns, n.Labels, framework.LabelPSAEnforce, framework.PSARestricted)
+	}
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "net-admin", Namespace: ns, Annotations: map[string]string{framework.AnnotationInject: "false"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: framework.EchoImage,
+			SecurityContext: &corev1.SecurityContext{Capabilities: &corev1.Capabilities{Add: []corev1.Capability{"NET_ADMIN"}}}}}},
+	}
+	_, err = suite.Kube.Client.CoreV1().Pods(ns).Create(ctx, p, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+	if err == nil || !strings.Contains(err.Error(), "restricted") {
+		t.Errorf("a NET_ADMIN pod in %s: err = %v, want Pod Security restricted to refuse it", ns, err)
+	}
+}
+
+// proxyPortOf is the sidecar port the status gives for appPort.
+func proxyPortOf(t *testing.T, pod *corev1.Pod, appPort int32) int32 {
+	t.Helper()
+	var st struct {
+		Ports []struct {
+			AppPort   int32 `json:"appPort"`
+			ProxyPort int32 `json:"proxyPort"`
+		} `json:"ports"`
+	}
+	if err := json.Unmarshal([]byte(pod.Annotations[framework.AnnotationStatus]), &st); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range st.Ports {
+		if p.AppPort == appPort {
+			return p.ProxyPort
+		}
+	}
+	t.Fatalf("pod %s: no protected port %d in its status", pod.Name, appPort)
+	return 0
+}
+
+// podNftTable is what the README's node check shows for a pod: `nft list table inet podgate` run in
+// the pod's network namespace, found among the node's namespaces by the pod IP ("" for providers
+// whose node is not this host). A namespace without the table gives nft's error text.
+func podNftTable(t *testing.T, pod *corev1.Pod) string {
+	t.Helper()
+	if suite.Provider.Name() != "local" {
+		t.Logf("the %s node is not this host: its pod network namespaces are not checked", suite.Provider.Name())
+		return ""
+	}
+	entries, err := os.ReadDir("/var/run/netns")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range entries {
+		addrs, err := exec.Command("ip", "netns", "exec", e.Name(), "ip", "-o", "addr", "show").Output()
+		if err != nil || !strings.Contains(string(addrs), " "+pod.Status.PodIP+"/") {
+			continue
+		}
+		out, _ := exec.Command("ip", "netns", "exec", e.Name(), "nft", "list", "table", "inet", capture.Table).CombinedOutput()
+		return string(out)
+	}
+	t.Fatalf("no network namespace on the node holds pod %s's IP %s", pod.Name, pod.Status.PodIP)
+	return ""
 }
 
 // localConflist is the local cluster's conflist on this host ("" for other providers).
