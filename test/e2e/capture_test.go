@@ -129,6 +129,14 @@ func deployCaptureApp(t *testing.T, ns string, labels map[string]string, mode st
 	if svc, err = kube.Client.CoreV1().Services(ns).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
+	// A new Service answers once kube-proxy has programmed its ClusterIP (before that: refused).
+	err = framework.Eventually(ctx, time.Minute, 500*time.Millisecond, "Service "+svc.Name+" routed", func(ctx context.Context) (bool, string, error) {
+		_, _, err := get(ctx, noRedirects, "http://"+svc.Spec.ClusterIP+"/", nil)
+		return err == nil, fmt.Sprint(err), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	return pods[0], svc
 }
 
@@ -485,7 +493,7 @@ func pluginMissing(t *testing.T, conflist string) {
 			t.Errorf("pod %s got a network without the plugin: %s", p.Name, framework.PodStatusSummary(&p))
 		}
 	}
-	note("fail closed with the plugin missing: %.200s", msg)
+	note("fail closed with the plugin missing: %.400s", msg)
 }
 
 // A port left alone as not HTTP (status "unprotected") is not redirected: the gRPC app's tcp-echo
