@@ -165,7 +165,7 @@ func TestGoldenPatches(t *testing.T) {
 				cs, _ := spec[list].([]any)
 				for _, c := range cs {
 					c := c.(map[string]any)
-					ours := c["name"] == inject.SidecarName
+					ours := c["name"] == inject.SidecarName || c["name"] == inject.CaptureInitName // added by the injection
 					if f, has := c["futureField"]; has && f != "kept-"+c["name"].(string) {
 						t.Errorf("%s %s holds another container's unknown field %v", list, c["name"], f)
 					} else if !has && !ours {
