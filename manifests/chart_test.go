@@ -2,6 +2,8 @@ package manifests
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"maps"
 	"os"
 	"os/exec"
@@ -79,6 +81,7 @@ func TestChartRendersTheManifests(t *testing.T) {
 				maps.Copy(want, objects(t, render(t, root, dir)))
 			}
 			got := helmTemplate(t, c.args...)
+			configChecksum(t, got)
 			for _, k := range sortedKeys(want) {
 				if got[k] == nil {
 					t.Errorf("chart lacks %s", k)
@@ -129,6 +132,23 @@ func TestChartOptions(t *testing.T) {
 	cmd := exec.Command(helm(t), "template", "podgate", "../charts/podgate", "--set", "certificates.mode=vault")
 	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "certificates.mode must be") {
 		t.Errorf("unknown certificates.mode accepted: %s", out)
+	}
+}
+
+// configChecksum checks and removes the injector pod template's checksum/config annotation, the
+// one field only the chart has: the SHA-256 of the ConfigMap's config.yaml, so that helm upgrade
+// rolls the injector when its configuration changes (it reads it at start).
+func configChecksum(t *testing.T, objs map[string]object) {
+	t.Helper()
+	meta, _ := get(objs["Deployment/podgate-injector"], "spec", "template", "metadata").(map[string]any)
+	annotations, _ := meta["annotations"].(map[string]any)
+	config, _ := get(objs["ConfigMap/podgate-injector-config"], "data", "config.yaml").(string)
+	if sum := sha256.Sum256([]byte(config)); annotations["checksum/config"] != hex.EncodeToString(sum[:]) {
+		t.Errorf("injector pod template: checksum/config %v, want the SHA-256 of the ConfigMap's config.yaml", annotations["checksum/config"])
+	}
+	delete(annotations, "checksum/config")
+	if len(annotations) == 0 {
+		delete(meta, "annotations")
 	}
 }
 

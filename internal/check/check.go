@@ -95,7 +95,7 @@ func (c *Checker) Run(ctx context.Context) []Finding {
 	cfg := c.injector(ctx)
 	enabled := c.namespaces(ctx)
 	if wh != nil && len(enabled) > 0 {
-		c.dryRun(ctx, enabled[0])
+		c.dryRun(ctx, enabled[0], cfg)
 	}
 	c.pods(ctx, cfg)
 	c.capture(ctx)
@@ -276,8 +276,9 @@ func (c *Checker) namespaces(ctx context.Context) []string {
 }
 
 // dryRun creates an opted-in pod with dryRun=All: the API server runs the whole admission chain,
-// the injector included, and stores nothing.
-func (c *Checker) dryRun(ctx context.Context, ns string) {
+// the injector included, and stores nothing. The sidecar it comes back with is compared with what
+// the ConfigMap's configuration (cfg) injects.
+func (c *Checker) dryRun(ctx context.Context, ns string, cfg *inject.Config) {
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "podgate-check", Namespace: ns, Annotations: map[string]string{inject.AnnotationInject: "true"}},
 		Spec: corev1.PodSpec{
@@ -292,6 +293,13 @@ func (c *Checker) dryRun(ctx context.Context, ns string) {
 	var status *apierrors.StatusError
 	switch {
 	case err == nil && got.Annotations[inject.AnnotationStatus] != "":
+		if why := c.configDrift(ctx, pod, got, cfg); why != "" {
+			// The injector reads its configuration once, at start: an edited ConfigMap (or an
+			// apply that changed it) takes effect only when the injector restarts.
+			c.add(Fail, "dry-run", "an opted-in pod in %s comes back injected with a configuration other than ConfigMap %s/%s (%s): restart the injector (kubectl -n %s rollout restart deployment/%s)",
+				ns, c.Opts.Namespace, c.Opts.ConfigMap, why, c.Opts.Namespace, c.Opts.Deployment)
+			return
+		}
 		c.add(OK, "dry-run", "an opted-in pod in %s comes back injected", ns)
 	case err == nil:
 		c.add(Fail, "dry-run", "an opted-in pod in %s comes back without %s: the webhook did not inject it", ns, inject.AnnotationStatus)
@@ -301,6 +309,32 @@ func (c *Checker) dryRun(ctx context.Context, ns string) {
 	default:
 		c.add(Fail, "dry-run", "an opted-in pod in %s could not be admitted: %v", ns, err)
 	}
+}
+
+// configDrift compares the sidecar the injector gave the dry-run pod with what cfg injects into
+// the same pod; "" means the same (or nothing to compare with).
+func (c *Checker) configDrift(ctx context.Context, pod, got *corev1.Pod, cfg *inject.Config) string {
+	if cfg == nil {
+		return ""
+	}
+	ns, err := c.Kube.CoreV1().Namespaces().Get(ctx, pod.Namespace, metav1.GetOptions{})
+	if err != nil {
+		return ""
+	}
+	want, rep, err := inject.Inject(pod.DeepCopy(), ns, cfg)
+	if err != nil || rep.Skipped != "" {
+		return ""
+	}
+	w, h := sidecarOf(want), sidecarOf(got)
+	switch {
+	case w == nil || h == nil:
+		return ""
+	case w.Image != h.Image:
+		return fmt.Sprintf("sidecar image %s, the ConfigMap says %s", h.Image, w.Image)
+	case !slices.Equal(w.Args, h.Args):
+		return "sidecar arguments differ"
+	}
+	return ""
 }
 
 func (c *Checker) pods(ctx context.Context, cfg *inject.Config) {
@@ -324,7 +358,9 @@ func (c *Checker) pods(ctx context.Context, cfg *inject.Config) {
 	injected, stale, unprotected := 0, 0, 0
 	for i := range list.Items {
 		pod := &list.Items[i]
-		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+		// Finished pods run nothing; a terminating one (a rollout replacing it) is on its way out,
+		// and telling to restart it would be wrong.
+		if pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed || pod.DeletionTimestamp != nil {
 			continue
 		}
 		reason, err := inject.Decide(pod)

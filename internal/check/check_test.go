@@ -27,6 +27,8 @@ const ns = "podgate-system"
 type install struct {
 	ca, crt []byte
 	objs    []runtime.Object
+	// cfg is the configuration the injector started with (the ConfigMap's).
+	cfg inject.Config
 }
 
 // goodInstall is what manifests/base leaves once the injector runs: webhook with the CA, the
@@ -45,12 +47,12 @@ func installWithCertificate(t *testing.T, validity time.Duration) *install {
 	}
 	ca, _ := os.ReadFile(filepath.Join(dir, devcerts.CAFile))
 	crt, _ := os.ReadFile(filepath.Join(dir, devcerts.CertFile))
-	in := &install{ca: ca, crt: crt}
 	cfgYAML := "image: podgate.local/sidecar:e2e\nissuerURL: https://kc.example.com/realms/x\nclientID: app\n"
 	cfg, err := inject.ParseConfig([]byte(cfgYAML))
 	if err != nil {
 		t.Fatal(err)
 	}
+	in := &install{ca: ca, crt: crt, cfg: cfg}
 	tmpl := corev1.PodTemplateSpec{
 		ObjectMeta: metav1.ObjectMeta{Labels: map[string]string{"app": "web"}, Annotations: map[string]string{inject.AnnotationInject: "true"}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "web", Image: "example/web:1",
@@ -86,24 +88,33 @@ func installWithCertificate(t *testing.T, validity time.Duration) *install {
 }
 
 // run checks a fake cluster whose dry-run pod creation answers like the API server with the
-// injector in place (or, with failDryRun, like one that cannot reach it).
+// injector in place, injecting with the configuration it started with (in.cfg).
 func (in *install) run(t *testing.T, mutate func(k *fake.Clientset)) []Finding {
 	t.Helper()
 	k := fake.NewClientset(in.objs...)
-	k.PrependReactor("create", "pods", func(a k8stesting.Action) (bool, runtime.Object, error) {
-		if len(a.(k8stesting.CreateActionImpl).GetCreateOptions().DryRun) == 0 {
-			return false, nil, nil
-		}
-		pod := a.(k8stesting.CreateAction).GetObject().(*corev1.Pod).DeepCopy()
-		pod.Annotations[inject.AnnotationStatus] = "{}"
-		return true, pod, nil
-	})
+	k.PrependReactor("create", "pods", injectWith(k, &in.cfg))
 	if mutate != nil {
 		mutate(k)
 	}
 	o := DefaultOptions()
 	o.Now = func() time.Time { return time.Now() }
 	return (&Checker{Kube: k, Opts: o}).Run(context.Background())
+}
+
+// injectWith answers a dry-run pod creation like the API server with an injector running cfg.
+func injectWith(k *fake.Clientset, cfg *inject.Config) k8stesting.ReactionFunc {
+	return func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if len(a.(k8stesting.CreateActionImpl).GetCreateOptions().DryRun) == 0 {
+			return false, nil, nil
+		}
+		pod := a.(k8stesting.CreateAction).GetObject().(*corev1.Pod)
+		ns, err := k.Tracker().Get(corev1.SchemeGroupVersion.WithResource("namespaces"), "", pod.Namespace)
+		if err != nil {
+			return true, nil, err
+		}
+		out, _, err := inject.Inject(pod.DeepCopy(), ns.(*corev1.Namespace), cfg)
+		return true, out, err
+	}
 }
 
 func failures(fs []Finding) []string {
@@ -137,6 +148,7 @@ func TestGoodInstallIsClean(t *testing.T) {
 func TestEachFaultIsReported(t *testing.T) {
 	ctx := context.Background()
 	other := goodInstall(t) // a second CA: its certificate does not verify against the first
+	started := other.cfg    // the configuration every install's injector started with
 	for _, tc := range []struct {
 		name  string
 		plant func(k *fake.Clientset)
@@ -162,10 +174,21 @@ func TestEachFaultIsReported(t *testing.T) {
 			_, _ = k.CoreV1().Pods("shop").Create(ctx, p, metav1.CreateOptions{})
 		}, "shop/old runs a stale sidecar (image podgate.local/sidecar:old, now podgate.local/sidecar:e2e)"},
 		{"stale arguments", func(k *fake.Clientset) {
+			// An upgrade: the injector restarted with the new configuration (the dry-run shows it).
+			cfg := started
+			cfg.AdminPort = 4191
+			k.PrependReactor("create", "pods", injectWith(k, &cfg))
 			cm, _ := k.CoreV1().ConfigMaps(ns).Get(ctx, "podgate-injector-config", metav1.GetOptions{})
 			cm.Data["config.yaml"] += "adminPort: 4191\n"
 			_, _ = k.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{})
 		}, "shop/web-5d4f-abcde runs a stale sidecar (arguments differ"},
+		{"injector not restarted after a configuration change", func(k *fake.Clientset) {
+			cm, _ := k.CoreV1().ConfigMaps(ns).Get(ctx, "podgate-injector-config", metav1.GetOptions{})
+			cm.Data["config.yaml"] = strings.Replace(cm.Data["config.yaml"], "sidecar:e2e", "sidecar:e2e-next", 1)
+			_, _ = k.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{})
+			// The existing pod is stale too; here only the injector's view counts.
+			_ = k.CoreV1().Pods("shop").Delete(ctx, "web-5d4f-abcde", metav1.DeleteOptions{})
+		}, "an opted-in pod in shop comes back injected with a configuration other than ConfigMap podgate-system/podgate-injector-config (sidecar image podgate.local/sidecar:e2e, the ConfigMap says podgate.local/sidecar:e2e-next): restart the injector"},
 		{"opted in, not injected", func(k *fake.Clientset) {
 			_, _ = k.CoreV1().Pods("default").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "naked", Namespace: "default",
 				Annotations: map[string]string{inject.AnnotationInject: "true"}}}, metav1.CreateOptions{})
@@ -214,6 +237,22 @@ func TestExpiredCertificate(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("expired certificate not reported: %q", fails)
+	}
+}
+
+// TestTerminatingPodIsNotReported: a stale pod that a rollout is deleting needs no restart.
+func TestTerminatingPodIsNotReported(t *testing.T) {
+	ctx := context.Background()
+	fs := goodInstall(t).run(t, func(k *fake.Clientset) {
+		p, _ := k.CoreV1().Pods("shop").Get(ctx, "web-5d4f-abcde", metav1.GetOptions{})
+		p.Name, p.ResourceVersion = "web-5d4f-going", ""
+		p.Spec.InitContainers[0].Image = "podgate.local/sidecar:old"
+		p.DeletionTimestamp = &metav1.Time{Time: time.Now()}
+		p.Finalizers = []string{"test/keep"}
+		_, _ = k.CoreV1().Pods("shop").Create(ctx, p, metav1.CreateOptions{})
+	})
+	if Failed(fs) {
+		t.Fatalf("a terminating pod reported: %v", failures(fs))
 	}
 }
 
