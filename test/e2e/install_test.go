@@ -3,6 +3,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -11,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,6 +27,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
 
 	"github.com/podgate/podgate/internal/devcerts"
 	"github.com/podgate/podgate/test/e2e/framework"
@@ -124,45 +127,8 @@ func TestCertificateRotation(t *testing.T) {
 	}
 
 	// Pods created one after another across the renewal: every admission must succeed and inject.
-	var created, failed atomic.Int64
-	var failures sync.Map
-	stop := make(chan struct{})
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		app := framework.EchoApp{Namespace: ns, Name: "rot", Replicas: 1}.Deployment()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("rot-%d", i), Namespace: ns,
-				Annotations: map[string]string{framework.AnnotationInject: "true"}}, Spec: app.Spec.Template.Spec}
-			got, err := kube.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
-			switch {
-			case err != nil:
-				failed.Add(1)
-				failures.Store(pod.Name, err.Error())
-			case got.Annotations[framework.AnnotationStatus] == "":
-				failed.Add(1)
-				failures.Store(pod.Name, "not injected")
-			default:
-				created.Add(1)
-				_ = kube.Client.CoreV1().Pods(ns).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0))})
-			}
-			time.Sleep(500 * time.Millisecond)
-		}
-	}()
-	stopped := false
-	stopLoad := func() {
-		if !stopped {
-			stopped = true
-			close(stop)
-			<-done
-		}
-	}
-	defer stopLoad()
+	load := admitContinuously(ctx, ns, "rot")
+	defer load.stop()
 
 	var renewed *x509.Certificate
 	err = framework.Eventually(ctx, 4*time.Minute, 2*time.Second, "the leader renewing the serving certificate", func(ctx context.Context) (bool, string, error) {
@@ -197,13 +163,9 @@ func TestCertificateRotation(t *testing.T) {
 	caught := time.Since(renewedAt)
 	// Keep creating a little longer: admissions right after the switch count too.
 	time.Sleep(10 * time.Second)
-	stopLoad()
-	failures.Range(func(k, v any) bool { t.Errorf("pod %s: %s", k, v); return true })
-	if created.Load() < 20 {
-		t.Errorf("only %d pods created across the renewal", created.Load())
-	}
+	created, failed := load.check(t, "the renewal")
 	note("certificate rotation: renewed %s before expiry (lifetime %s), both replicas serving it %s after the Secret changed; %d pods admitted across it, %d failed",
-		time.Until(first.NotAfter).Round(time.Second), renewed.NotAfter.Sub(renewedAt).Round(time.Second), caught.Round(100*time.Millisecond), created.Load(), failed.Load())
+		time.Until(first.NotAfter).Round(time.Second), renewed.NotAfter.Sub(renewedAt).Round(time.Second), caught.Round(100*time.Millisecond), created, failed)
 
 	pods, err = kube.Client.CoreV1().Pods(framework.InjectorNamespace).List(ctx, metav1.ListOptions{LabelSelector: framework.InjectorSelector})
 	if err != nil {
@@ -218,6 +180,63 @@ func TestCertificateRotation(t *testing.T) {
 			t.Errorf("injector pod %s restarted or was replaced during the renewal (restarts %d, before %d, known %v)", p.Name, n, was, ok)
 		}
 	}
+}
+
+// admission creates opted-in pods in ns one after another (and deletes each at once) until stopped,
+// counting those admitted and injected and recording every failure.
+type admission struct {
+	created, failed atomic.Int64
+	failures        sync.Map
+	stopOnce        sync.Once
+	quit, done      chan struct{}
+}
+
+func admitContinuously(ctx context.Context, ns, prefix string) *admission {
+	a := &admission{quit: make(chan struct{}), done: make(chan struct{})}
+	kube := suite.Kube
+	go func() {
+		defer close(a.done)
+		app := framework.EchoApp{Namespace: ns, Name: prefix, Replicas: 1}.Deployment()
+		for i := 0; ; i++ {
+			select {
+			case <-a.quit:
+				return
+			default:
+			}
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", prefix, i), Namespace: ns,
+				Annotations: map[string]string{framework.AnnotationInject: "true"}}, Spec: app.Spec.Template.Spec}
+			got, err := kube.Client.CoreV1().Pods(ns).Create(ctx, pod, metav1.CreateOptions{})
+			switch {
+			case err != nil:
+				a.failed.Add(1)
+				a.failures.Store(pod.Name, err.Error())
+			case got.Annotations[framework.AnnotationStatus] == "":
+				a.failed.Add(1)
+				a.failures.Store(pod.Name, "not injected")
+			default:
+				a.created.Add(1)
+				_ = kube.Client.CoreV1().Pods(ns).Delete(ctx, pod.Name, metav1.DeleteOptions{GracePeriodSeconds: ptr.To(int64(0))})
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+	}()
+	return a
+}
+
+func (a *admission) stop() {
+	a.stopOnce.Do(func() { close(a.quit) })
+	<-a.done
+}
+
+// check stops the load and fails t on any failed admission or too few pods across what.
+func (a *admission) check(t *testing.T, what string) (created, failed int64) {
+	t.Helper()
+	a.stop()
+	a.failures.Range(func(k, v any) bool { t.Errorf("pod %s: %s", k, v); return true })
+	if a.created.Load() < 20 {
+		t.Errorf("only %d pods created across %s", a.created.Load(), what)
+	}
+	return a.created.Load(), a.failed.Load()
 }
 
 // injectorCheck runs `injector check` (the binary in the e2e image) against the cluster.
@@ -453,6 +472,59 @@ func podsCreateIn(ctx context.Context, t *testing.T, ns, name string) {
 	}
 }
 
+// webhookCABundle is the caBundle the API server trusts the injector with.
+func webhookCABundle(ctx context.Context, t *testing.T) []byte {
+	t.Helper()
+	wh, err := suite.Kube.Client.AdmissionregistrationV1().MutatingWebhookConfigurations().Get(ctx, framework.InjectorWebhookConfig, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wh.Webhooks[0].ClientConfig.CABundle
+}
+
+// injectorPods names the injector's pods.
+func injectorPods(ctx context.Context, t *testing.T) map[string]bool {
+	t.Helper()
+	pods, err := suite.Kube.Client.CoreV1().Pods(framework.InjectorNamespace).List(ctx, metav1.ListOptions{LabelSelector: framework.InjectorSelector})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp == nil {
+			names[p.Name] = true
+		}
+	}
+	return names
+}
+
+// withSidecarConfig writes a values file whose injector.config is that of the values file plus
+// line: the same installation injecting another sidecar.
+func withSidecarConfig(t *testing.T, values, line string) string {
+	t.Helper()
+	b, err := os.ReadFile(values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v struct {
+		Injector struct {
+			Config string `json:"config"`
+		} `json:"injector"`
+	}
+	if err := yaml.Unmarshal(b, &v); err != nil || v.Injector.Config == "" {
+		t.Fatalf("%s: no injector.config (%v)", values, err)
+	}
+	out, err := yaml.Marshal(map[string]any{"injector": map[string]any{"config": v.Injector.Config + line + "\n"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(t.TempDir(), "upgrade-values.yaml")
+	if err := os.WriteFile(p, out, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
 // helmBin is the helm run.sh built (make helm) and names in PODGATE_HELM.
 func helmBin(t *testing.T) string {
 	h := os.Getenv("PODGATE_HELM")
@@ -519,7 +591,8 @@ func TestUninstallAndChartInstall(t *testing.T) {
 	// The chart, with the values that match the e2e overlay (manifests/chart_test.go).
 	values := filepath.Join(suite.Root, "test", "e2e", "testdata", "chart-values.yaml")
 	start = time.Now()
-	helm(ctx, t, "install", "podgate", filepath.Join(suite.Root, "charts", "podgate"), "--namespace", framework.InjectorNamespace,
+	chart := filepath.Join(suite.Root, "charts", "podgate")
+	helm(ctx, t, "install", "podgate", chart, "--namespace", framework.InjectorNamespace,
 		"--create-namespace", "--values", values, "--wait", "--timeout", "3m")
 	if _, err := kube.Run(ctx, "", "label", "namespace", framework.InjectorNamespace, framework.LabelPSAEnforce+"="+framework.PSARestricted); err != nil {
 		t.Fatal(err)
@@ -542,6 +615,45 @@ func TestUninstallAndChartInstall(t *testing.T) {
 		t.Errorf("opted-in pod in an unlabelled namespace under the chart's policy: %v", err)
 	}
 
+	// Upgrade, as docs/install.md says: an injected app runs; helm upgrade with another sidecar
+	// configuration rolls the injector (its pod template carries the configuration's checksum)
+	// while pods are admitted without a pause, keeps the CA, and injector check then names the
+	// app's pod as stale until it is restarted.
+	if _, err := kube.Deploy(ctx, framework.EchoApp{Namespace: ns, Name: "web", Replicas: 1,
+		PodAnnotations: map[string]string{framework.AnnotationInject: "true"}}, 3*time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	caBefore := webhookCABundle(ctx, t)
+	injectorsBefore := injectorPods(ctx, t)
+	load := admitContinuously(ctx, ns, "upg")
+	defer load.stop()
+	start = time.Now()
+	helm(ctx, t, "upgrade", "podgate", chart, "--namespace", framework.InjectorNamespace, "--values", values,
+		"--values", withSidecarConfig(t, values, "logLevel: debug"), "--wait", "--timeout", "3m")
+	if err := suite.WaitInjector(ctx); err != nil {
+		t.Fatal(err)
+	}
+	rolled := time.Since(start)
+	time.Sleep(5 * time.Second) // admissions right after the rollout count too
+	created, failed := load.check(t, "the upgrade")
+	for name := range injectorPods(ctx, t) {
+		if injectorsBefore[name] {
+			t.Errorf("injector pod %s outlived the upgrade: the configuration change did not roll the injector", name)
+		}
+	}
+	if !bytes.Equal(caBefore, webhookCABundle(ctx, t)) {
+		t.Error("the upgrade replaced the caBundle")
+	}
+	expectCheckFails(ctx, t, "runs a stale sidecar (arguments differ from what the injector injects now): restart it (kubectl -n "+ns+" rollout restart deployment/web)")
+	for _, args := range [][]string{{"-n", ns, "rollout", "restart", "deployment/web"}, {"-n", ns, "rollout", "status", "deployment/web", "--timeout=3m"}} {
+		if _, err := kube.Run(ctx, "", args...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	expectCheckClean(ctx, t)
+	note("upgrade: helm upgrade with another sidecar configuration rolled the injector (%d replicas replaced) in %s; %d pods admitted across it, %d failed; caBundle kept; the app's pod stale until restarted",
+		len(injectorsBefore), rolled.Round(100*time.Millisecond), created, failed)
+
 	start = time.Now()
 	helm(ctx, t, "uninstall", "podgate", "--namespace", framework.InjectorNamespace, "--wait")
 	if _, err := kube.Run(ctx, "", "delete", "namespace", framework.InjectorNamespace, "--ignore-not-found"); err != nil {
@@ -552,6 +664,31 @@ func TestUninstallAndChartInstall(t *testing.T) {
 	podsCreateIn(ctx, t, ns, "after-helm")
 	note("uninstall: kustomize %s and helm uninstall %s until nothing of podgate was left, pods created in the formerly enabled namespace after each; helm install to the API server calling the injector %s",
 		kustomizeGone.Round(100*time.Millisecond), helmGone.Round(100*time.Millisecond), chartServing.Round(100*time.Millisecond))
+
+	// The injected app keeps working without podgate installed: its sidecar still refuses a request
+	// without credentials and passes one with a Keycloak token.
+	webPods, err := kube.WaitPodsReady(ctx, ns, "app=web", 1, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sidecar := webPods[0].Spec.InitContainers[0]
+	if sidecar.Name != "podgate-proxy" {
+		t.Fatalf("web pod's first init container is %s, not the sidecar", sidecar.Name)
+	}
+	url := fmt.Sprintf("http://%s/api", net.JoinHostPort(webPods[0].Status.PodIP, fmt.Sprint(portByName(sidecar.Ports, "http"))))
+	tok, err := suite.Keycloak.PasswordToken(ctx, framework.ClientID, framework.ClientSecret, framework.AllowedUser, framework.AllowedPass)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		headers map[string]string
+		want    int
+	}{{map[string]string{"Accept": "application/json"}, http.StatusUnauthorized}, {map[string]string{"Authorization": "Bearer " + tok.AccessToken}, http.StatusOK}} {
+		status, body, err := get(ctx, noRedirects, url, c.headers)
+		if err != nil || status != c.want {
+			t.Errorf("injected app after the uninstall, GET %s (%d headers): HTTP %d %.200s (%v), want %d", url, len(c.headers), status, body, err, c.want)
+		}
+	}
 
 	if err := suite.DeployInjector(ctx); err != nil {
 		t.Fatal(err)
