@@ -318,6 +318,33 @@ func TestInjectorCheck(t *testing.T) {
 		expectCheckFails(ctx, t, ns+"/stale runs a stale sidecar (image podgate.local/sidecar:previous, now podgate.local/sidecar:e2e)")
 	})
 
+	t.Run("configuration changed, injector not restarted", func(t *testing.T) {
+		// The injector reads its configuration at start: an edited ConfigMap is not what it injects.
+		cms := kube.Client.CoreV1().ConfigMaps(framework.InjectorNamespace)
+		cm, err := cms.Get(ctx, framework.InjectorConfigMap, metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		orig := cm.Data["config.yaml"]
+		cm.Data["config.yaml"] = orig + "logLevel: debug\n"
+		if _, err := cms.Update(ctx, cm, metav1.UpdateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			ctx := context.WithoutCancel(ctx)
+			cm, err := cms.Get(ctx, framework.InjectorConfigMap, metav1.GetOptions{})
+			if err == nil {
+				cm.Data["config.yaml"] = orig
+				_, err = cms.Update(ctx, cm, metav1.UpdateOptions{})
+			}
+			if err != nil {
+				t.Errorf("restoring %s: %v", framework.InjectorConfigMap, err)
+			}
+		}()
+		expectCheckFails(ctx, t, "comes back injected with a configuration other than ConfigMap "+framework.InjectorNamespace+"/"+framework.InjectorConfigMap+
+			" (sidecar arguments differ): restart the injector")
+	})
+
 	t.Run("node without the capture agent", func(t *testing.T) {
 		// manifests/cni installs the agent in kube-system (its hostPath volumes need a privileged namespace).
 		const agentNS = "kube-system"

@@ -160,6 +160,8 @@ const (
 	InjectorImage      = "podgate.local/injector:e2e"
 	// InjectorWebhookConfig is the MutatingWebhookConfiguration's name.
 	InjectorWebhookConfig = "podgate-injector"
+	// InjectorConfigMap holds the injector's configuration (config.yaml).
+	InjectorConfigMap = "podgate-injector-config"
 	// InjectorCertSecret holds the self-managed CA and serving certificate.
 	InjectorCertSecret = "podgate-injector-cert"
 	// InjectorLease elects the replica that renews the certificates.
