@@ -19,6 +19,10 @@ func TestValidRedirectRejectsOpenRedirectPayloads(t *testing.T) {
 		"https://evil.corp.example.evil/", "https://corp.example.evil/", "https://xcorp.example/",
 		"http://[::1]/", "https://app.example.com%2f@evil.com/", "//app.example.com", "https:///evil.com",
 		"/" + string(make([]byte, 3000)),
+		// Encodings a decoding hop could turn into another host, before the query and in any case.
+		"/%20//evil.com", "/%20%2f/evil.com", "https://app.example.com%20.evil.com/", "https://evil.com%20/",
+		"/a%2f%2fevil.com", "/a/%5c%5cevil.com", "/a%0a/b", "/%2F%2Fevil.com?x=1", "https://app.example.com/%2f%2fevil.com",
+		"/ok path", "/ok?q=a b", "/ok#a\b",
 	}
 	for _, rd := range bad {
 		if ValidRedirect(rd, "app.example.com", allowed) {
@@ -29,6 +33,9 @@ func TestValidRedirectRejectsOpenRedirectPayloads(t *testing.T) {
 		"/", "/path", "/path?q=1&r=2", "/path#frag", "/a/b/../c", "/%E2%9C%93",
 		"https://app.example.com/", "http://app.example.com/x", "https://APP.example.com/x",
 		"https://a.corp.example/", "https://corp.example/x", "https://proxy.local:8443/self",
+		// Deep links: an encoded space in the path, any encoding in the query and fragment.
+		"/docs/my%20file", "/a/b%20c/d?x=1", "/search?q=a%20b&next=%2Fhome%2F%5Cx", "/p?u=https%3A%2F%2Fx.example%2F",
+		"/p#sec%20tion%2F2", "https://app.example.com/my%20docs?q=%0a",
 	}
 	for _, rd := range good {
 		if !ValidRedirect(rd, "proxy.local:8443", allowed) {
