@@ -69,11 +69,11 @@ func TestChartRendersTheManifests(t *testing.T) {
 		dir  string
 		args []string
 	}{
-		{"base", nil},
-		{"overlays/cert-manager", []string{"--set", "certificates.mode=cert-manager"}},
+		{"base+cni", nil},
+		{"base", []string{"--set", "capture.enabled=false"}},
+		{"overlays/cert-manager", []string{"--set", "certificates.mode=cert-manager", "--set", "capture.enabled=false"}},
 		{"overlays/e2e", []string{"--values", values}},
-		{"base+cni", []string{"--set", "capture.enabled=true"}},
-		{"base+forward-auth", []string{"--set", "forwardAuth.enabled=true"}},
+		{"base+cni+forward-auth", []string{"--set", "forwardAuth.enabled=true"}},
 	} {
 		t.Run(c.dir, func(t *testing.T) {
 			want := map[string]object{}
@@ -129,9 +129,28 @@ func TestChartOptions(t *testing.T) {
 		get(fa, "spec", "template", "spec", "containers", 0, "args", 2) != "--pass-id-token" {
 		t.Error("forward-auth secretName or extraArgs not applied")
 	}
-	cmd := exec.Command(helm(t), "template", "podgate", "../charts/podgate", "--set", "certificates.mode=vault")
-	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "certificates.mode must be") {
-		t.Errorf("unknown certificates.mode accepted: %s", out)
+	// The capture mode reaches the injector's configuration (and its checksum); the default, cni,
+	// is the injector's own and adds nothing.
+	for _, mode := range []string{"init", "none"} {
+		objs = helmTemplate(t, "--set", "capture.mode="+mode, "--set", "capture.enabled=false")
+		config, _ := get(objs["ConfigMap/podgate-injector-config"], "data", "config.yaml").(string)
+		if !strings.HasSuffix(config, "\ncapture: "+mode+"\n") {
+			t.Errorf("capture.mode=%s: config.yaml ends %q", mode, config[max(0, len(config)-40):])
+		}
+		configChecksum(t, objs)
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--set", "certificates.mode=vault"}, "certificates.mode must be"},
+		{[]string{"--set", "capture.mode=iptables"}, `capture.mode must be cni, init or none, not "iptables"`},
+		{[]string{"--set-string", "injector.config=capture: none"}, "set the chart value capture.mode instead"},
+	} {
+		cmd := exec.Command(helm(t), append([]string{"template", "podgate", "../charts/podgate"}, c.args...)...)
+		if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), c.want) {
+			t.Errorf("%v accepted or unclear: %s", c.args, out)
+		}
 	}
 }
 
