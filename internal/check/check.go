@@ -24,6 +24,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
+	"github.com/podgate/podgate/internal/capture"
 	"github.com/podgate/podgate/internal/inject"
 )
 
@@ -98,7 +99,7 @@ func (c *Checker) Run(ctx context.Context) []Finding {
 		c.dryRun(ctx, enabled[0], cfg)
 	}
 	c.pods(ctx, cfg)
-	c.capture(ctx)
+	c.capture(ctx, cfg)
 	return c.findings
 }
 
@@ -478,11 +479,18 @@ func restartHint(pod *corev1.Pod) string {
 }
 
 // capture checks that the capture node agent runs, ready, on every node. Without its DaemonSet
-// capture is simply not installed.
-func (c *Checker) capture(ctx context.Context) {
+// capture mode cni is unavailable: that fails when the injector's configuration (cfg, nil when it
+// could not be read) makes cni the default, because every opted-in pod without another mode then
+// fails closed and never starts its app.
+func (c *Checker) capture(ctx context.Context, cfg *inject.Config) {
 	ds, err := c.Kube.AppsV1().DaemonSets(c.Opts.CaptureNamespace).Get(ctx, c.Opts.CaptureDaemonSet, metav1.GetOptions{})
 	if apierrors.IsNotFound(err) {
-		c.add(OK, "capture", "node agent DaemonSet %s/%s is not installed (podgate.io/capture unavailable)", c.Opts.CaptureNamespace, c.Opts.CaptureDaemonSet)
+		if cfg != nil && cfg.Capture == capture.ModeCNI {
+			c.add(Fail, "capture", "node agent DaemonSet %s/%s is not installed, but the injector's default capture mode is cni: opted-in pods never start their app; install manifests/cni (or the chart's capture.enabled), or set capture in the injector configuration",
+				c.Opts.CaptureNamespace, c.Opts.CaptureDaemonSet)
+			return
+		}
+		c.add(OK, "capture", "node agent DaemonSet %s/%s is not installed (capture mode cni unavailable; the default is %s)", c.Opts.CaptureNamespace, c.Opts.CaptureDaemonSet, captureDefault(cfg))
 		return
 	}
 	if err != nil {
@@ -528,4 +536,11 @@ func readyAgents(ctx context.Context, kube kubernetes.Interface, ds *appsv1.Daem
 		}
 	}
 	return out
+}
+
+func captureDefault(cfg *inject.Config) string {
+	if cfg == nil {
+		return "unknown"
+	}
+	return string(cfg.Capture)
 }

@@ -47,7 +47,8 @@ func installWithCertificate(t *testing.T, validity time.Duration) *install {
 	}
 	ca, _ := os.ReadFile(filepath.Join(dir, devcerts.CAFile))
 	crt, _ := os.ReadFile(filepath.Join(dir, devcerts.CertFile))
-	cfgYAML := "image: podgate.local/sidecar:e2e\nissuerURL: https://kc.example.com/realms/x\nclientID: app\n"
+	// No capture agent in this cluster, so the good install chose capture mode none.
+	cfgYAML := "image: podgate.local/sidecar:e2e\nissuerURL: https://kc.example.com/realms/x\nclientID: app\ncapture: none\n"
 	cfg, err := inject.ParseConfig([]byte(cfgYAML))
 	if err != nil {
 		t.Fatal(err)
@@ -137,7 +138,7 @@ func TestGoodInstallIsClean(t *testing.T) {
 		report.WriteString(f.String() + "\n")
 	}
 	for _, want := range []string{"caBundle of pods.injector.podgate.io verifies", "1 enabled: shop", "an opted-in pod in shop comes back injected",
-		"1 injected pods, all current", "node agent DaemonSet kube-system/podgate-cni is not installed", "2 of 2 replicas ready"} {
+		"1 injected pods, all current", "node agent DaemonSet kube-system/podgate-cni is not installed (capture mode cni unavailable; the default is none)", "2 of 2 replicas ready"} {
 		if !strings.Contains(report.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, report.String())
 		}
@@ -193,6 +194,11 @@ func TestEachFaultIsReported(t *testing.T) {
 			_, _ = k.CoreV1().Pods("default").Create(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "naked", Namespace: "default",
 				Annotations: map[string]string{inject.AnnotationInject: "true"}}}, metav1.CreateOptions{})
 		}, "default/naked opted in but has no sidecar"},
+		{"capture mode cni without the agent", func(k *fake.Clientset) {
+			cm, _ := k.CoreV1().ConfigMaps(ns).Get(ctx, "podgate-injector-config", metav1.GetOptions{})
+			cm.Data["config.yaml"] = strings.Replace(cm.Data["config.yaml"], "capture: none", "capture: cni", 1)
+			_, _ = k.CoreV1().ConfigMaps(ns).Update(ctx, cm, metav1.UpdateOptions{})
+		}, "node agent DaemonSet kube-system/podgate-cni is not installed, but the injector's default capture mode is cni"},
 		{"node without the capture agent", func(k *fake.Clientset) {
 			_, _ = k.AppsV1().DaemonSets("kube-system").Create(ctx, &appsv1.DaemonSet{ObjectMeta: metav1.ObjectMeta{Name: "podgate-cni", Namespace: "kube-system"},
 				Spec: appsv1.DaemonSetSpec{Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"app.kubernetes.io/name": "podgate-cni"}}}},
