@@ -3,8 +3,10 @@ package auth
 import (
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,15 +32,38 @@ type Provider struct {
 	RefreshEvery time.Duration
 	// MaxBackoff caps the wait between discovery attempts.
 	MaxBackoff time.Duration
+	// ReachableFor and UnreachableFor are how long a reachability probe's answer stands (see
+	// Reachable). A failure is kept shorter than a success, so logins resume within seconds of the
+	// IdP's return; either way a flood of login starts costs the IdP one request per period.
+	ReachableFor, UnreachableFor time.Duration
 
 	endpoints atomic.Pointer[Endpoints]
 	ready     atomic.Bool
+
+	probeMu sync.Mutex   // guards probe and probed
+	probe   *probeFlight // the reachability probe in progress
+	probed  probeResult  // the last completed probe
 }
+
+// probeFlight is one reachability probe; done is closed once ok is set.
+type probeFlight struct {
+	done chan struct{}
+	ok   bool
+}
+
+type probeResult struct {
+	at time.Time
+	ok bool
+}
+
+// probeTimeout bounds one reachability probe, whoever waits for it.
+const probeTimeout = 3 * time.Second
 
 // NewProvider returns a provider for issuer, fetched from discovery (or issuer when empty).
 func NewProvider(issuer, discovery string, client *http.Client, keys *KeySet, log *zap.Logger) *Provider {
 	return &Provider{issuer: strings.TrimSuffix(issuer, "/"), discovery: strings.TrimSuffix(discovery, "/"),
-		client: client, keys: keys, log: log, RefreshEvery: 15 * time.Minute, MaxBackoff: 30 * time.Second}
+		client: client, keys: keys, log: log, RefreshEvery: 15 * time.Minute, MaxBackoff: 30 * time.Second,
+		ReachableFor: 5 * time.Second, UnreachableFor: 2 * time.Second}
 }
 
 // Ready reports whether discovery succeeded and keys are loaded.
@@ -134,6 +159,64 @@ func (p *Provider) front(u string) string {
 		return p.issuer + strings.TrimPrefix(u, p.discovery)
 	}
 	return u
+}
+
+// Reachable reports whether the provider answers now: its key set endpoint answered 200 within
+// the last few seconds. Before a browser is sent to the IdP to log in, this tells a stopped IdP
+// from a working one, so the user gets a clear 503 from the sidecar instead of the browser's own
+// connection error on the IdP's address. Bearer tokens never need it: they verify from cached keys.
+//
+// The probe belongs to no request, like a key fetch: it runs on its own timeout, shared by every
+// caller meanwhile, and its answer is kept for a while, so clients starting logins cannot make the
+// sidecar hammer the IdP, nor cancel the probe by hanging up. ctx bounds only the wait.
+func (p *Provider) Reachable(ctx context.Context) bool {
+	ep := p.Endpoints()
+	if ep == nil {
+		return false
+	}
+	p.probeMu.Lock()
+	last := p.probed
+	ttl := p.UnreachableFor
+	if last.ok {
+		ttl = p.ReachableFor
+	}
+	if !last.at.IsZero() && time.Since(last.at) < ttl {
+		p.probeMu.Unlock()
+		return last.ok
+	}
+	f := p.probe
+	if f == nil {
+		f = &probeFlight{done: make(chan struct{})}
+		p.probe = f
+		go p.runProbe(f, ep.JWKS)
+	}
+	p.probeMu.Unlock()
+	select {
+	case <-f.done:
+		return f.ok
+	case <-ctx.Done():
+		return false
+	}
+}
+
+func (p *Provider) runProbe(f *probeFlight, url string) {
+	ctx, cancel := context.WithTimeout(context.Background(), probeTimeout)
+	defer cancel()
+	ok := false
+	if req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil); err == nil {
+		if resp, err := p.client.Do(req); err == nil {
+			_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+			resp.Body.Close()
+			ok = resp.StatusCode == http.StatusOK
+		} else {
+			p.log.Info("identity provider unreachable", zap.Error(err))
+		}
+	}
+	p.probeMu.Lock()
+	p.probe, p.probed = nil, probeResult{at: time.Now(), ok: ok}
+	p.probeMu.Unlock()
+	f.ok = ok
+	close(f.done)
 }
 
 // HTTPClient is the client used for the provider (CA bundle, timeouts).

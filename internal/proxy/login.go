@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -108,7 +109,9 @@ func randomString() string {
 // startLogin begins the authorization-code flow: fresh state, nonce and PKCE verifier go into the
 // encrypted, short-lived CSRF cookie; the browser goes to the IdP.
 func (h *Handler) startLogin(w http.ResponseWriter, r *http.Request, rd string) {
-	if !h.cfg.Provider.Ready() {
+	// An IdP that stopped answering gets the user a clear 503 here rather than a redirect to an
+	// address their browser cannot reach (bearer tokens meanwhile verify from cached keys).
+	if !h.cfg.Provider.Ready() || !h.cfg.Provider.Reachable(r.Context()) {
 		unavailable(w)
 		return
 	}
@@ -160,6 +163,13 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) {
 	tok, err := h.oauthConfig(l.Callback).Exchange(ctx, q.Get("code"), oauth2.VerifierOption(l.Verifier))
 	if err != nil {
 		h.log.Info("code exchange failed", zap.Error(err))
+		// No answer, or a 5xx (an IdP starting up, or its ingress with nothing behind it), means the
+		// IdP is down; a 4xx is the IdP refusing the code.
+		if re, ok := errors.AsType[*oauth2.RetrieveError](err); !ok || re.Response == nil || re.Response.StatusCode >= 500 {
+			failed("unreachable")
+			unavailable(w)
+			return
+		}
 		fail(http.StatusBadGateway, "the identity provider did not accept the login code", "exchange")
 		return
 	}
