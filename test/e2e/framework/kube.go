@@ -173,3 +173,18 @@ func (k *Kube) EnsureNamespace(ctx context.Context, ns string, labels map[string
 		return err == nil, fmt.Sprint(err), nil
 	})
 }
+
+// WaitPodsCreated waits until want pods match selector in ns (ready or not) and returns them: a
+// burst's pods all made it through admission.
+func (k *Kube) WaitPodsCreated(ctx context.Context, ns, selector string, want int, timeout time.Duration) ([]corev1.Pod, error) {
+	var pods []corev1.Pod
+	err := Eventually(ctx, timeout, time.Second, fmt.Sprintf("%d pods %q created in %s", want, selector, ns), func(ctx context.Context) (bool, string, error) {
+		list, err := k.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: selector})
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		pods = list.Items
+		return len(pods) == want, fmt.Sprintf("%d created", len(pods)), nil
+	})
+	return pods, err
+}
