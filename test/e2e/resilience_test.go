@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -125,15 +124,7 @@ func TestBurstOfThirtyPods(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Every pod is created (none rejected: the ReplicaSet would report FailedCreate) and injected.
-	var created []corev1.Pod
-	err = framework.Eventually(ctx, 2*time.Minute, time.Second, "30 pods created", func(ctx context.Context) (bool, string, error) {
-		list, err := kube.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=burst"})
-		if err != nil {
-			return false, err.Error(), nil
-		}
-		created = list.Items
-		return len(created) == replicas, fmt.Sprintf("%d created", len(created)), nil
-	})
+	created, err := kube.WaitPodsCreated(ctx, ns, "app=burst", replicas, 2*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -187,7 +187,7 @@ func (s *Stack) KillContainer(ctx context.Context, containerID string) error {
 	if !ok || id == "" {
 		return fmt.Errorf("container ID %q is not containerd's", containerID)
 	}
-	sock := filepath.Join(envOr("PODGATE_E2E_STATE", "/var/lib/podgate-e2e"), "containerd", "containerd.sock")
+	sock := filepath.Join(StateDir(), "containerd", "containerd.sock")
 	out, err := exec.CommandContext(ctx, "ctr", "--address", sock, "-n", "k8s.io", "task", "kill", "--signal", "SIGKILL", id).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("ctr task kill %s: %w: %s", id, err, bytes.TrimSpace(out))
