@@ -464,8 +464,13 @@ func TestFaultAppContainerCrash(t *testing.T) {
 	if !strings.Contains(badGatewayBody, "application") {
 		t.Errorf("the 502 does not say the app is not responding: %q", badGatewayBody)
 	}
-	after := restartsOf(t, ns, "app=crash")
-	a, b := after[pod.Name], before[pod.Name]
+	// The kubelet reports the restart in the pod's status a moment after the app serves again.
+	b := before[pod.Name]
+	var a podRestarts
+	_ = framework.Eventually(ctx, 30*time.Second, 500*time.Millisecond, "the app's restart in the pod status", func(ctx context.Context) (bool, string, error) {
+		a = restartsOf(t, ns, "app=crash")[pod.Name]
+		return a.restarts["echo"] > b.restarts["echo"], fmt.Sprintf("restart count %d", a.restarts["echo"]), nil
+	})
 	if a.uid != b.uid || a.restarts["echo"] != b.restarts["echo"]+1 || a.restarts[sidecarName] != b.restarts[sidecarName] {
 		t.Errorf("restarts: app %d → %d, sidecar %d → %d, same pod %t; want the app once, the sidecar never",
 			b.restarts["echo"], a.restarts["echo"], b.restarts[sidecarName], a.restarts[sidecarName], a.uid == b.uid)

@@ -49,22 +49,19 @@ func (k *Keycloak) Serving(ctx context.Context) bool {
 	return resp.StatusCode == http.StatusOK
 }
 
-// The bootstrap administrator keycloak.sh creates in this throwaway in-memory instance.
+// The realm's administrator for the faults (testdata/podgate-realm.json): a service account with
+// realm-management's view-realm and manage-realm. It lives in the podgate realm because the master
+// realm (and its bootstrap admin) requires HTTPS from addresses that are not private, as
+// 198.18.255.1 is not.
 const (
-	keycloakAdmin     = "admin"
-	keycloakAdminPass = "admin"
+	adminClientID     = "podgate-e2e-admin"
+	adminClientSecret = "podgate-e2e-admin-secret"
 )
 
-// adminToken logs the bootstrap administrator in to the master realm through admin-cli.
+// adminToken gets the realm administrator's access token (client credentials).
 func (k *Keycloak) adminToken(ctx context.Context) (string, error) {
-	form := url.Values{"grant_type": {"password"}, "client_id": {"admin-cli"}, "username": {keycloakAdmin}, "password": {keycloakAdminPass}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, k.URL+"/realms/master/protocol/openid-connect/token", strings.NewReader(form.Encode()))
+	tok, err := k.ClientCredentialsToken(ctx, adminClientID, adminClientSecret)
 	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	var tok Token
-	if err := k.doJSON(req, &tok); err != nil {
 		return "", fmt.Errorf("admin token: %w", err)
 	}
 	return tok.AccessToken, nil
@@ -106,19 +103,6 @@ func (k *Keycloak) admin(ctx context.Context, method, rel string, body, out any)
 		}
 	}
 	return resp.Header.Get("Location"), nil
-}
-
-func (k *Keycloak) doJSON(req *http.Request, out any) error {
-	resp, err := k.Client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("HTTP %d: %.300s", resp.StatusCode, raw)
-	}
-	return json.Unmarshal(raw, out)
 }
 
 // RotateSigningKey adds an RS256 key provider to the realm with a priority above the imported
