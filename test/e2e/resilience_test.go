@@ -124,16 +124,8 @@ func TestBurstOfThirtyPods(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Every pod is created (none rejected: the ReplicaSet would report FailedCreate) and injected.
-	created, err := kube.WaitPodsCreated(ctx, ns, "app=burst", replicas, 2*time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
+	waitBurstInjected(ctx, t, ns, replicas)
 	createdIn := time.Since(start)
-	for _, p := range created {
-		if len(p.Spec.InitContainers) == 0 || p.Spec.InitContainers[0].Name != sidecarName || p.Annotations[framework.AnnotationStatus] == "" {
-			t.Errorf("pod %s was not injected", p.Name)
-		}
-	}
 	if failed := failedCreates(t, ns); len(failed) > 0 {
 		t.Errorf("pod creations rejected during the burst: %v", failed)
 	}
@@ -185,4 +177,19 @@ func failedCreates(t *testing.T, ns string) []string {
 		msgs = append(msgs, e.Message)
 	}
 	return msgs
+}
+
+// waitBurstInjected waits until the burst Deployment's n pods in ns exist (none rejected: the
+// ReplicaSet would report FailedCreate) and checks that each came back injected.
+func waitBurstInjected(ctx context.Context, t *testing.T, ns string, n int) {
+	t.Helper()
+	created, err := suite.Kube.WaitPodsCreated(ctx, ns, "app=burst", n, 2*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range created {
+		if len(p.Spec.InitContainers) == 0 || p.Spec.InitContainers[0].Name != sidecarName || p.Annotations[framework.AnnotationStatus] == "" {
+			t.Errorf("pod %s was not injected", p.Name)
+		}
+	}
 }
