@@ -242,18 +242,22 @@ func TestRoutingUserNamesThatAreNotDNSLabels(t *testing.T) {
 	if page.Status != http.StatusForbidden || !strings.Contains(page.Body, "account name cannot be used") {
 		t.Errorf("frank.li ended on %s with HTTP %d: %.300s", page.URL, page.Status, page.Body)
 	}
-	logs, err := suite.Kube.Run(ctx, "", "-n", framework.RoutingNS, "logs", "deployment/routing-proxy")
-	if err != nil {
-		t.Fatal(err)
-	}
-	found := false
-	for _, line := range strings.Split(logs, "\n") {
-		if strings.Contains(line, "route refused") && strings.Contains(line, `"value":"frank.li"`) && strings.Contains(line, `"rule":3`) {
-			found = true
+	// The container runtime copies the proxy's stdout into the log file on its own schedule, so the
+	// line written before the 403 can reach `kubectl logs` a moment after the response.
+	err = framework.Eventually(ctx, 15*time.Second, 250*time.Millisecond, "the refused user name's log line", func(ctx context.Context) (bool, string, error) {
+		logs, err := suite.Kube.Run(ctx, "", "-n", framework.RoutingNS, "logs", "deployment/routing-proxy")
+		if err != nil {
+			return false, err.Error(), nil
 		}
-	}
-	if !found {
-		t.Errorf("no log line for the refused user name:\n%s", lastLines(logs, 20))
+		for _, line := range strings.Split(logs, "\n") {
+			if strings.Contains(line, "route refused") && strings.Contains(line, `"value":"frank.li"`) && strings.Contains(line, `"rule":3`) {
+				return true, "", nil
+			}
+		}
+		return false, "not in the last lines:\n" + lastLines(logs, 20), nil
+	})
+	if err != nil {
+		t.Error(err)
 	}
 }
 
