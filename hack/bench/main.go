@@ -220,9 +220,18 @@ func (b *bench) measure(ctx context.Context, rep *Report) error {
 		}
 		for _, n := range b.cfg.conns {
 			logf("%s path, c=%d, %d rounds of %s...", path, n, b.cfg.rounds, b.cfg.duration)
-			if rep.Paths[path][n], err = b.interleave(ctx, n, b.pathArms(path)); err != nil {
+			if rep.Paths[path][n], err = b.interleave(ctx, n, b.pathArms(path), b.wrk); err != nil {
 				return err
 			}
+		}
+	}
+	// Added latency: a closed loop at saturation measures each target's queue, not what the proxy
+	// adds to a request, so it is taken at one fixed rate both the upstream and podgate sustain.
+	rep.SteadyRate, rep.Steady = steadyRate, map[string][]ArmResult{}
+	for _, path := range b.steadyPaths() {
+		logf("%s path at a fixed %d req/s over %d connections, %d rounds of %s...", path, steadyRate, steadyConns, b.cfg.rounds, b.cfg.duration)
+		if rep.Steady[path], err = b.interleave(ctx, steadyConns, b.steadyArms(path), b.steady); err != nil {
+			return err
 		}
 	}
 	pods := []int{1, 20}
@@ -236,11 +245,11 @@ func (b *bench) measure(ctx context.Context, rep *Report) error {
 	}
 	if !b.cfg.quick && b.cfg.want("growth") {
 		logf("growth: groups and roles in the token, c=%d...", growthConns)
-		if rep.Groups, err = b.interleave(ctx, growthConns, b.groupArms()); err != nil {
+		if rep.Groups, err = b.interleave(ctx, growthConns, b.groupArms(), b.wrk); err != nil {
 			return err
 		}
 		logf("growth: skip rules, c=%d...", growthConns)
-		if rep.Skip, err = b.interleave(ctx, growthConns, b.skipArms()); err != nil {
+		if rep.Skip, err = b.interleave(ctx, growthConns, b.skipArms(), b.wrk); err != nil {
 			return err
 		}
 	}
@@ -251,8 +260,12 @@ func (b *bench) measure(ctx context.Context, rep *Report) error {
 // growthConns is the concurrency of the growth measurements.
 const growthConns = 32
 
+// loader runs one load against an arm on conns connections; the sample's LoadCPU is what load
+// processes that have ended used (wrk), the rest of the load side being metered around it.
+type loader func(ctx context.Context, a arm, conns int) (Sample, error)
+
 // interleave runs the arms in turn, round after round, and summarises each.
-func (b *bench) interleave(ctx context.Context, conns int, arms []arm) ([]ArmResult, error) {
+func (b *bench) interleave(ctx context.Context, conns int, arms []arm, load loader) ([]ArmResult, error) {
 	samples := make([][]Sample, len(arms))
 	for r := 0; r < b.cfg.rounds; r++ {
 		var line []string
@@ -265,7 +278,7 @@ func (b *bench) interleave(ctx context.Context, conns int, arms []arm) ([]ArmRes
 			if err != nil {
 				return nil, err
 			}
-			s, err := b.wrk(ctx, a.url, conns, a.headers)
+			s, err := load(ctx, a, conns)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", a.name, err)
 			}

@@ -156,11 +156,12 @@ const wrkScript = `done = function(summary, latency, requests)
 end
 `
 
-// wrk runs one wrk load and returns its sample, LoadCPU the CPU wrk used (the target's CPU left
-// to the caller).
-func (b *bench) wrk(ctx context.Context, url string, conns int, headers []string) (Sample, error) {
+// wrk runs one wrk load (conns connections sending back to back) and returns its sample, LoadCPU
+// the CPU wrk used (the target's CPU left to the caller).
+func (b *bench) wrk(ctx context.Context, a arm, conns int) (Sample, error) {
+	url := a.url
 	args := []string{"-t1", fmt.Sprintf("-c%d", conns), fmt.Sprintf("-d%s", b.cfg.duration), "--timeout", "10s", "-s", b.wrkScript}
-	for _, h := range headers {
+	for _, h := range a.headers {
 		args = append(args, "-H", h)
 	}
 	args = append(args, url)

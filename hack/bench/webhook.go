@@ -90,19 +90,24 @@ func (t webhookTarget) check(ctx context.Context, body []byte) error {
 	return nil
 }
 
-// attack runs vegeta with conns workers sending back to back (no rate limit), like wrk's
+// attack runs vegeta with conns workers sending reviews back to back (no rate limit), like wrk's
 // connections, for the configured duration.
 func (b *bench) attack(ctx context.Context, t webhookTarget, body []byte, conns int) (Sample, error) {
-	tr := vegeta.NewStaticTargeter(vegeta.Target{Method: "POST", URL: t.url, Body: body,
-		Header: http.Header{"Content-Type": {"application/json"}}})
-	// HTTP/1.1 as the API server's webhook client gets it (controller-runtime's webhook server
-	// turns HTTP/2 off); one keep-alive connection per worker.
-	a := vegeta.NewAttacker(vegeta.TLSConfig(t.tls), vegeta.HTTP2(false), vegeta.KeepAlive(true),
+	return b.vegeta(ctx, vegeta.Target{Method: "POST", URL: t.url, Body: body,
+		Header: http.Header{"Content-Type": {"application/json"}}}, t.tls, conns, vegeta.Rate{})
+}
+
+// vegeta sends tgt from conns workers, each on its own keep-alive HTTP/1.1 connection (as the API
+// server's webhook client and a sidecar's callers get it: controller-runtime's webhook server turns
+// HTTP/2 off), at rate (back to back when zero) for the configured duration. Any failed request
+// fails the run.
+func (b *bench) vegeta(ctx context.Context, tgt vegeta.Target, tlsConfig *tls.Config, conns int, rate vegeta.Rate) (Sample, error) {
+	a := vegeta.NewAttacker(vegeta.TLSConfig(tlsConfig), vegeta.HTTP2(false), vegeta.KeepAlive(true),
 		vegeta.Workers(uint64(conns)), vegeta.MaxWorkers(uint64(conns)), vegeta.Connections(conns),
 		vegeta.MaxBody(0), vegeta.Timeout(10*time.Second))
 	var m vegeta.Metrics
 	started := time.Now()
-	for res := range a.Attack(tr, vegeta.Rate{}, b.cfg.duration, "webhook") {
+	for res := range a.Attack(vegeta.NewStaticTargeter(tgt), rate, b.cfg.duration, tgt.URL) {
 		m.Add(res)
 		if ctx.Err() != nil {
 			a.Stop()
@@ -114,7 +119,7 @@ func (b *bench) attack(ctx context.Context, t webhookTarget, body []byte, conns 
 		return Sample{}, ctx.Err()
 	}
 	if m.Success < 1 {
-		return Sample{}, fmt.Errorf("webhook: %.2f%% success, status codes %v, errors %v", m.Success*100, m.StatusCodes, m.Errors)
+		return Sample{}, fmt.Errorf("%s: %.2f%% success, status codes %v, errors %v", tgt.URL, m.Success*100, m.StatusCodes, m.Errors)
 	}
 	return Sample{Requests: int(m.Requests), Elapsed: elapsed, P50: m.Latencies.P50, P99: m.Latencies.P99,
 		P999: m.Latencies.Quantile(0.999)}, nil
