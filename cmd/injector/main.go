@@ -16,6 +16,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"time"
 
@@ -153,6 +154,7 @@ func serve(args []string) error {
 	fs.DurationVar(&o.SelfManaged.CALifetime, "ca-lifetime", 10*365*24*time.Hour, "self-managed: CA lifetime")
 	fs.StringVar(&o.MetricsAddr, "metrics-addr", ":8080", "Prometheus /metrics address (0 disables)")
 	fs.StringVar(&o.HealthAddr, "health-addr", ":8081", "/healthz and /readyz address")
+	fs.Int64Var(&o.MemoryLimit, "memory-limit", 0, "the container's memory limit in bytes, for the Go soft limit (default $MEMORY_LIMIT, which the manifests fill from limits.memory)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	logFormat := fs.String("log-format", "json", "json or console")
 	path, image := configFlags(fs)
@@ -160,11 +162,22 @@ func serve(args []string) error {
 		return err
 	}
 	o.Certificates = webhook.Certificates(*certs)
+	if env := os.Getenv("MEMORY_LIMIT"); env != "" && !fs.Changed("memory-limit") {
+		n, err := strconv.ParseInt(env, 10, 64)
+		if err != nil {
+			return fmt.Errorf("MEMORY_LIMIT: %q is not a number of bytes", env)
+		}
+		o.MemoryLimit = n
+	}
 	cfg, err := loadConfig(*path, *image)
 	if err != nil {
 		return err
 	}
 	o.Config = cfg
+	// Settings are checked before anything talks to the API server, so a bad one is named at once.
+	if err := o.Validate(); err != nil {
+		return err
+	}
 	if o.Log, err = logging.New(*logLevel, *logFormat); err != nil {
 		return err
 	}

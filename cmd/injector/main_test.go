@@ -46,3 +46,16 @@ func TestCommandErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestServeRejectsABadMemoryLimit: a MEMORY_LIMIT that is not a byte count, or a negative
+// --memory-limit, stops serve before it starts anything, naming the setting.
+func TestServeRejectsABadMemoryLimit(t *testing.T) {
+	t.Setenv("MEMORY_LIMIT", "256Mi")
+	if err := run([]string{"serve"}, strings.NewReader(""), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), `MEMORY_LIMIT: "256Mi"`) {
+		t.Errorf("MEMORY_LIMIT=256Mi: %v", err)
+	}
+	t.Setenv("MEMORY_LIMIT", "")
+	if err := run([]string{"serve", "--memory-limit=-1"}, strings.NewReader(""), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "--memory-limit: -1") {
+		t.Errorf("--memory-limit=-1: %v", err)
+	}
+}

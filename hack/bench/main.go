@@ -230,8 +230,11 @@ func (b *bench) measure(ctx context.Context, rep *Report) error {
 	rep.SteadyRate, rep.Steady = steadyRate, map[string][]ArmResult{}
 	for _, path := range b.steadyPaths() {
 		logf("%s path at a fixed %d req/s over %d connections, %d rounds of %s...", path, steadyRate, steadyConns, b.cfg.rounds, b.cfg.duration)
-		if rep.Steady[path], err = b.interleave(ctx, steadyConns, b.steadyArms(path), b.steady); err != nil {
+		if rep.Steady[path], err = b.interleave(ctx, steadyConns, b.steadyArms(path), b.vegeta(steadyRate)); err != nil {
 			return err
+		}
+		for i := range rep.Steady[path] {
+			rep.Steady[path][i].Result = medianQuantiles(rep.Steady[path][i].Result)
 		}
 	}
 	pods := []int{1, 20}
@@ -239,7 +242,7 @@ func (b *bench) measure(ctx context.Context, rep *Report) error {
 		pods = []int{1}
 	}
 	if b.cfg.want("webhook") {
-		if rep.Webhook, rep.WebhookBaseline, err = b.webhook(ctx, pods); err != nil {
+		if rep.Webhook, rep.WebhookBaseline, rep.WebhookSteady, err = b.webhook(ctx, pods); err != nil {
 			return err
 		}
 	}

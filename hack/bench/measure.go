@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -143,6 +144,28 @@ func summarise(rounds []Sample) Result {
 		r.LoadUtil /= float64(loadCore)
 		r.TargetBusy, r.LoadBusy = targetBusy/float64(elapsed), loadBusy/float64(elapsed)
 	}
+	return r
+}
+
+// medianQuantiles makes each latency percentile of r's median the median of that percentile over
+// the rounds. At a fixed rate every round serves the same number of requests, so the median round
+// by throughput is an arbitrary one, and a single round's p99 (the 30th-slowest of 3,000 requests)
+// moves with one scheduling hiccup of the load side.
+func medianQuantiles(r Result) Result {
+	med := func(q func(Sample) time.Duration) time.Duration {
+		v := make([]time.Duration, 0, len(r.Rounds))
+		for _, s := range r.Rounds {
+			v = append(v, q(s))
+		}
+		slices.Sort(v)
+		if len(v) == 0 {
+			return 0
+		}
+		return v[len(v)/2]
+	}
+	r.Median.P50 = med(func(s Sample) time.Duration { return s.P50 })
+	r.Median.P99 = med(func(s Sample) time.Duration { return s.P99 })
+	r.Median.P999 = med(func(s Sample) time.Duration { return s.P999 })
 	return r
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -57,6 +58,9 @@ type arm struct {
 	url     string
 	headers []string
 	pid     int
+	// body, when set, is POSTed (an AdmissionReview); tls verifies an HTTPS target.
+	body []byte
+	tls  *tls.Config
 }
 
 // ArmResult is one arm's summarised rounds.

@@ -1,15 +1,5 @@
 package main
 
-import (
-	"context"
-	"fmt"
-	"net/http"
-	"strings"
-	"time"
-
-	vegeta "github.com/tsenart/vegeta/v12/lib"
-)
-
 // The added-latency measurement: requests at a fixed rate (an open loop: each is sent on schedule
 // whether or not the previous ones have returned) over a fixed number of connections. Measured in
 // a closed loop at saturation, as the throughput tables are, a target's p99 is the length of its
@@ -46,23 +36,4 @@ func (b *bench) steadyArms(path string) []arm {
 		}
 	}
 	return arms
-}
-
-// steady is the loader of the added-latency measurement: vegeta at steadyRate. A run that could
-// not keep the rate (a target or the load side falling behind) fails rather than report a latency
-// measured at another rate.
-func (b *bench) steady(ctx context.Context, a arm, conns int) (Sample, error) {
-	h := http.Header{}
-	for _, kv := range a.headers {
-		k, v, _ := strings.Cut(kv, ":")
-		h.Add(strings.TrimSpace(k), strings.TrimSpace(v))
-	}
-	s, err := b.vegeta(ctx, vegeta.Target{Method: "GET", URL: a.url, Header: h}, nil, conns, vegeta.Rate{Freq: steadyRate, Per: time.Second})
-	if err != nil {
-		return Sample{}, fmt.Errorf("%s: %w", a.name, err)
-	}
-	if got := s.RPS(); got < 0.95*steadyRate {
-		return Sample{}, fmt.Errorf("%s: %.0f req/s, below the fixed rate of %d: the target or the load side fell behind", a.name, got, steadyRate)
-	}
-	return s, nil
 }

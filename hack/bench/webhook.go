@@ -90,122 +90,109 @@ func (t webhookTarget) check(ctx context.Context, body []byte) error {
 	return nil
 }
 
-// attack runs vegeta with conns workers sending reviews back to back (no rate limit), like wrk's
-// connections, for the configured duration.
-func (b *bench) attack(ctx context.Context, t webhookTarget, body []byte, conns int) (Sample, error) {
-	return b.vegeta(ctx, vegeta.Target{Method: "POST", URL: t.url, Body: body,
-		Header: http.Header{"Content-Type": {"application/json"}}}, t.tls, conns, vegeta.Rate{})
-}
-
-// vegeta sends tgt from conns workers, each on its own keep-alive HTTP/1.1 connection (as the API
-// server's webhook client and a sidecar's callers get it: controller-runtime's webhook server turns
-// HTTP/2 off), at rate (back to back when zero) for the configured duration. Any failed request
-// fails the run.
-func (b *bench) vegeta(ctx context.Context, tgt vegeta.Target, tlsConfig *tls.Config, conns int, rate vegeta.Rate) (Sample, error) {
-	a := vegeta.NewAttacker(vegeta.TLSConfig(tlsConfig), vegeta.HTTP2(false), vegeta.KeepAlive(true),
-		vegeta.Workers(uint64(conns)), vegeta.MaxWorkers(uint64(conns)), vegeta.Connections(conns),
-		vegeta.MaxBody(0), vegeta.Timeout(10*time.Second))
-	var m vegeta.Metrics
-	started := time.Now()
-	for res := range a.Attack(vegeta.NewStaticTargeter(tgt), rate, b.cfg.duration, tgt.URL) {
-		m.Add(res)
-		if ctx.Err() != nil {
-			a.Stop()
+// vegeta returns the loader that sends the arm's request from conns workers, each on its own
+// keep-alive HTTP/1.1 connection (as the API server's webhook client and a sidecar's callers get
+// it: controller-runtime's webhook server turns HTTP/2 off), for the configured duration: back to
+// back when rate is 0, like wrk's connections, else at rate requests per second (an open loop).
+// Any failed request fails the run, and so does a fixed rate the run could not keep, rather than
+// report a latency measured at another rate.
+func (b *bench) vegeta(rate int) loader {
+	return func(ctx context.Context, a arm, conns int) (Sample, error) {
+		tgt := vegeta.Target{Method: "GET", URL: a.url, Header: http.Header{}}
+		if a.body != nil {
+			tgt.Method, tgt.Body = "POST", a.body
+			tgt.Header.Set("Content-Type", "application/json")
 		}
+		for _, kv := range a.headers {
+			k, v, _ := strings.Cut(kv, ":")
+			tgt.Header.Add(strings.TrimSpace(k), strings.TrimSpace(v))
+		}
+		at := vegeta.NewAttacker(vegeta.TLSConfig(a.tls), vegeta.HTTP2(false), vegeta.KeepAlive(true),
+			vegeta.Workers(uint64(conns)), vegeta.MaxWorkers(uint64(conns)), vegeta.Connections(conns),
+			vegeta.MaxBody(0), vegeta.Timeout(10*time.Second))
+		var m vegeta.Metrics
+		started := time.Now()
+		for res := range at.Attack(vegeta.NewStaticTargeter(tgt), vegeta.Rate{Freq: rate, Per: time.Second}, b.cfg.duration, a.name) {
+			m.Add(res)
+			if ctx.Err() != nil {
+				at.Stop()
+			}
+		}
+		elapsed := time.Since(started)
+		m.Close()
+		if ctx.Err() != nil {
+			return Sample{}, ctx.Err()
+		}
+		if m.Success < 1 {
+			return Sample{}, fmt.Errorf("%s: %.2f%% success, status codes %v, errors %v", a.name, m.Success*100, m.StatusCodes, m.Errors)
+		}
+		s := Sample{Requests: int(m.Requests), Elapsed: elapsed, P50: m.Latencies.P50, P99: m.Latencies.P99,
+			P999: m.Latencies.Quantile(0.999)}
+		if rate > 0 && s.RPS() < 0.95*float64(rate) {
+			return Sample{}, fmt.Errorf("%s: %.0f requests/s, below the fixed rate of %d: the target or the load side fell behind", a.name, s.RPS(), rate)
+		}
+		return s, nil
 	}
-	elapsed := time.Since(started)
-	m.Close()
-	if ctx.Err() != nil {
-		return Sample{}, ctx.Err()
-	}
-	if m.Success < 1 {
-		return Sample{}, fmt.Errorf("%s: %.2f%% success, status codes %v, errors %v", tgt.URL, m.Success*100, m.StatusCodes, m.Errors)
-	}
-	return Sample{Requests: int(m.Requests), Elapsed: elapsed, P50: m.Latencies.P50, P99: m.Latencies.P99,
-		P999: m.Latencies.Quantile(0.999)}, nil
 }
 
-// webhookArm is one injector under load: the build under test or the baseline.
-type webhookArm struct {
-	hook webhookTarget
-	proc *proc
-}
+// webhookSteadyRate is the fixed rate of reviews at which the webhook's latency is also measured:
+// about a third of what one injector CPU answers back to back, so the review's own time, not the
+// queue of a saturated injector, is what the percentiles show.
+const webhookSteadyRate = 1000
 
-// webhook measures reviews of pods with each container count at each concurrency, the pod sizes
-// (and the baseline injector, when there is one) interleaved round by round. It returns the
-// results of the injector and of the baseline (nil without one).
-func (b *bench) webhook(ctx context.Context, pods []int) (map[int]map[int]Result, map[int]map[int]Result, error) {
-	arms := []webhookArm{{b.hook, b.injector}}
+// webhook measures reviews of pods with each container count at each concurrency, back to back,
+// and the typical pod at webhookSteadyRate over 16 connections; the pod sizes (and the baseline
+// injector, when there is one) interleaved round by round. It returns the results of the injector
+// and of the baseline (nil without one), by containers and concurrency, and the fixed-rate ones.
+func (b *bench) webhook(ctx context.Context, pods []int) (hook, base map[int]map[int]Result, steady []ArmResult, err error) {
+	type injector struct {
+		hook webhookTarget
+		proc *proc
+	}
+	injectors := []injector{{b.hook, b.injector}}
 	if b.baseInjector != nil {
-		arms = append(arms, webhookArm{b.baseHook, b.baseInjector})
+		injectors = append(injectors, injector{b.baseHook, b.baseInjector})
 	}
-	bodies := map[int][]byte{}
+	out := []map[int]map[int]Result{{}, {}}
+	var arms []arm
 	for _, n := range pods {
 		body, err := admissionReview(n)
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		for _, a := range arms {
-			if err := a.hook.check(ctx, body); err != nil {
-				return nil, nil, err
+		for i, in := range injectors {
+			if err := in.hook.check(ctx, body); err != nil {
+				return nil, nil, nil, err
 			}
-		}
-		bodies[n] = body
-	}
-	out := make([]map[int]map[int]Result, len(arms))
-	for i := range arms {
-		out[i] = map[int]map[int]Result{}
-		for _, n := range pods {
+			arms = append(arms, arm{name: webhookRowName(n, i > 0), url: in.hook.url, tls: in.hook.tls, body: body, pid: in.proc.pid()})
 			out[i][n] = map[int]Result{}
 		}
 	}
 	for _, c := range b.cfg.webhookConn {
 		logf("webhook, c=%d, %d rounds of %s...", c, b.cfg.rounds, b.cfg.duration)
-		samples := make([]map[int][]Sample, len(arms))
-		for i := range arms {
-			samples[i] = map[int][]Sample{}
+		res, err := b.interleave(ctx, c, arms, b.vegeta(0))
+		if err != nil {
+			return nil, nil, nil, err
 		}
-		for r := 0; r < b.cfg.rounds; r++ {
-			var line []string
-			for _, n := range pods {
-				for i, a := range arms {
-					before, err := cpuTime(a.proc.pid())
-					if err != nil {
-						return nil, nil, err
-					}
-					m, err := b.startMeter()
-					if err != nil {
-						return nil, nil, err
-					}
-					s, err := b.attack(ctx, a.hook, bodies[n], c)
-					if err != nil {
-						return nil, nil, err
-					}
-					if err := m.stop(b, &s, 0); err != nil {
-						return nil, nil, err
-					}
-					after, err := cpuTime(a.proc.pid())
-					if err != nil {
-						return nil, nil, err
-					}
-					s.CPU = after - before
-					samples[i][n] = append(samples[i][n], s)
-					line = append(line, fmt.Sprintf("%s %.0f (load side %.0f%%)", webhookRowName(n, i > 0), s.RPS(), 100*s.LoadUtil()))
-				}
-			}
-			logf("  round %d: %s reviews/s", r+1, strings.Join(line, ", "))
-		}
-		for i := range arms {
-			for _, n := range pods {
-				out[i][n][c] = summarise(samples[i][n])
-			}
+		for k, r := range res {
+			out[k%len(injectors)][pods[k/len(injectors)]][c] = r.Result
 		}
 	}
-	if len(arms) == 1 {
-		return out[0], nil, nil
+	logf("webhook, typical pod at a fixed %d reviews/s over %d connections, %d rounds of %s...", webhookSteadyRate, webhookSteadyConns, b.cfg.rounds, b.cfg.duration)
+	if steady, err = b.interleave(ctx, webhookSteadyConns, arms[:len(injectors)], b.vegeta(webhookSteadyRate)); err != nil {
+		return nil, nil, nil, err
 	}
-	return out[0], out[1], nil
+	for i := range steady {
+		steady[i].Result = medianQuantiles(steady[i].Result)
+	}
+	if len(injectors) == 1 {
+		out[1] = nil
+	}
+	return out[0], out[1], steady, nil
 }
+
+// webhookSteadyConns is the concurrency of the webhook targets.
+const webhookSteadyConns = 16
 
 // webhookRowName names a pod size, for the baseline injector too.
 func webhookRowName(containers int, baseline bool) string {

@@ -6,11 +6,8 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"runtime/debug"
 	"strings"
 	"testing"
-
-	"go.uber.org/zap"
 
 	"github.com/podgate/podgate/internal/options"
 )
@@ -86,22 +83,5 @@ func TestConnectionCap(t *testing.T) {
 	}
 	if body := scrape(t, e); !strings.Contains(body, `outcome="over_capacity"`) {
 		t.Errorf("refused connections not counted:\n%s", body)
-	}
-}
-
-// TestSoftMemoryLimit: the Go soft limit follows the container's limit, and GOMEMLIMIT wins.
-func TestSoftMemoryLimit(t *testing.T) {
-	prev := debug.SetMemoryLimit(-1)
-	t.Cleanup(func() { debug.SetMemoryLimit(prev) })
-	t.Setenv("GOMEMLIMIT", "")
-	setMemoryLimit(128<<20, zap.NewNop())
-	if got, want := debug.SetMemoryLimit(-1), int64(128<<20)/100*memoryLimitPercent; got != want {
-		t.Errorf("soft limit %d, want %d", got, want)
-	}
-	debug.SetMemoryLimit(prev)
-	t.Setenv("GOMEMLIMIT", "100MiB")
-	setMemoryLimit(128<<20, zap.NewNop())
-	if got := debug.SetMemoryLimit(-1); got != prev {
-		t.Errorf("GOMEMLIMIT set, yet the soft limit changed to %d", got)
 	}
 }

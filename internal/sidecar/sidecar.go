@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"runtime/debug"
 	"sync"
 	"time"
 
@@ -21,6 +20,7 @@ import (
 
 	"github.com/podgate/podgate/internal/admin"
 	"github.com/podgate/podgate/internal/auth"
+	"github.com/podgate/podgate/internal/memlimit"
 	"github.com/podgate/podgate/internal/metrics"
 	"github.com/podgate/podgate/internal/options"
 	"github.com/podgate/podgate/internal/proxy"
@@ -265,23 +265,11 @@ func (a *App) Serve(ctx context.Context) error {
 	return runErr
 }
 
-// memoryLimitPercent is the part of the container's memory limit the Go runtime may use before the
-// collector runs continuously; the rest is headroom for what the runtime does not account.
-const memoryLimitPercent = 85
-
-// setMemoryLimit sets the Go soft memory limit from the container's limit, unless GOMEMLIMIT is set.
-func setMemoryLimit(limit int64, log *zap.Logger) {
-	if limit <= 0 || os.Getenv("GOMEMLIMIT") != "" {
-		return
-	}
-	soft := limit / 100 * memoryLimitPercent
-	debug.SetMemoryLimit(soft)
-	log.Info("memory limit", zap.Int64("containerBytes", limit), zap.Int64("goSoftLimitBytes", soft))
-}
-
 // Run is New, Listen and Serve, with the process's soft memory limit set first.
 func Run(ctx context.Context, o *options.Options, log *zap.Logger) error {
-	setMemoryLimit(o.MemoryLimit, log)
+	if soft := memlimit.Set(o.MemoryLimit); soft > 0 {
+		log.Info("memory limit", zap.Int64("containerBytes", o.MemoryLimit), zap.Int64("goSoftLimitBytes", soft))
+	}
 	a, err := New(o, log)
 	if err != nil {
 		return err

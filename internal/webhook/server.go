@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/go-logr/zapr"
@@ -30,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/podgate/podgate/internal/inject"
+	"github.com/podgate/podgate/internal/memlimit"
 )
 
 // ServerOptions configures the in-cluster webhook server.
@@ -49,7 +51,19 @@ type ServerOptions struct {
 	Config      inject.Config
 	Log         *zap.Logger
 	Rest        *rest.Config
+	// MemoryLimit is the container's memory limit in bytes (0: unknown), from which the Go soft
+	// limit is set (internal/memlimit).
+	MemoryLimit int64
 }
+
+// gcPercent is the injector's GOGC. Its live heap is a few megabytes (the namespace cache) while a
+// review allocates about 20 KB, so at Go's default of 100 a burst of pod creations collects ten
+// times a second or more; at 400 the heap may grow to five times the live data between
+// collections, a few tens of megabytes against the chart's 256 MiB limit, and the soft memory
+// limit set from the container's limit makes the collector work harder before that limit is near.
+// Measured with make bench-quick (docs/benchmarks.md, Injector): about 15 % more reviews per
+// second for 17 % less CPU per review.
+const gcPercent = 400
 
 // Validate reports every problem at once.
 func (o *ServerOptions) Validate() error {
@@ -59,6 +73,9 @@ func (o *ServerOptions) Validate() error {
 	}
 	if o.CertDir == "" {
 		errs = append(errs, errors.New("--cert-dir: is required"))
+	}
+	if o.MemoryLimit < 0 {
+		errs = append(errs, fmt.Errorf("--memory-limit: %d must not be negative", o.MemoryLimit))
 	}
 	if o.HealthAddr == "" {
 		errs = append(errs, errors.New("--health-addr: is required"))
@@ -80,6 +97,13 @@ func Run(ctx context.Context, o ServerOptions) error {
 		return err
 	}
 	ctrl.SetLogger(zapr.NewLogger(o.Log))
+	memlimit.Set(o.MemoryLimit)
+	gc := zap.String("gcPercent", "GOGC="+os.Getenv("GOGC"))
+	if memlimit.SetGCPercent(gcPercent) {
+		gc = zap.Int("gcPercent", gcPercent)
+	}
+	// The settings in effect, GOMEMLIMIT and GOGC included.
+	o.Log.Info("memory settings", zap.Int64("containerBytes", o.MemoryLimit), zap.Int64("goSoftLimitBytes", debug.SetMemoryLimit(-1)), gc)
 	scheme := runtime.NewScheme()
 	if err := corev1.AddToScheme(scheme); err != nil {
 		return err
