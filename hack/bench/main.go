@@ -139,7 +139,7 @@ func run(ctx context.Context, c config) error {
 	if c.soak.duration > 0 {
 		return runSoak(ctx, b)
 	}
-	rep := &Report{Quick: c.quick, Rounds: c.rounds, Duration: c.duration, CPUs: runtime.NumCPU(),
+	rep := &Report{Quick: c.quick, Rounds: c.rounds, Duration: c.duration, CPUs: machineCPUs(),
 		Started: time.Now().UTC(), LoadBefore: loadAvg(), Layout: layout.describe(), Pinned: layout.pinned()}
 	if err := b.startAll(ctx); err != nil {
 		b.dumpLogs()
@@ -191,6 +191,15 @@ func runSoak(ctx context.Context, b *bench) error {
 		return fmt.Errorf("soak failed: %s", strings.Join(rep.Verdict, "; "))
 	}
 	return nil
+}
+
+// machineCPUs is the number of CPUs the machine has online: runtime.NumCPU counts only those this
+// runner may use, one when it pins itself to the load side.
+func machineCPUs() int {
+	if t, err := readCPUTicks(); err == nil {
+		return len(t)
+	}
+	return runtime.NumCPU()
 }
 
 func logf(format string, a ...any) { fmt.Fprintf(os.Stderr, format+"\n", a...) }
