@@ -61,10 +61,14 @@ die() { log "ERROR: $*"; exit 1; }
 ctr_() { ctr --address "$CONTAINERD_SOCK" -n k8s.io "$@"; }
 
 # start NAME CMD...: run CMD in its own session, log to $PODGATE_E2E_LOGS/NAME.log, remember its PID.
+# The log is appended to, after a line saying when this instance started: the fault tests restart
+# Keycloak mid-run, and the log of the instance they stopped is what a post-mortem reads (run.sh
+# empties the directory when a run starts).
 start() {
 	local name=$1; shift
 	[[ -f $RUN/$name.pid ]] && kill -0 "$(cat "$RUN/$name.pid")" 2>/dev/null && die "$name already running (pid $(cat "$RUN/$name.pid"))"
-	setsid "$@" >"$PODGATE_E2E_LOGS/$name.log" 2>&1 </dev/null &
+	printf -- '--- %s started %s: %s\n' "$name" "$(date -u +%FT%TZ)" "$*" >>"$PODGATE_E2E_LOGS/$name.log"
+	setsid "$@" >>"$PODGATE_E2E_LOGS/$name.log" 2>&1 </dev/null &
 	echo $! >"$RUN/$name.pid"
 	log "started $name (pid $!)"
 }
