@@ -145,10 +145,19 @@ func run(ctx context.Context, c config) error {
 		b.dumpLogs()
 		return err
 	}
+	t0, err := readCPUTicks()
+	if err != nil {
+		return err
+	}
 	if err := b.measure(ctx, rep); err != nil {
 		b.dumpLogs()
 		return err
 	}
+	t1, err := readCPUTicks()
+	if err != nil {
+		return err
+	}
+	rep.StealTarget, rep.StealLoad = stolen(t0, t1, layout.targetCPUs()), stolen(t0, t1, layout.load)
 	rep.LoadAfter = loadAvg()
 	rep.Elapsed = time.Since(rep.Started).Round(time.Second)
 	if !c.quick && len(c.only) == 0 {

@@ -213,8 +213,12 @@ func cpuList(cpus []int) string {
 	return strings.Join(parts, ",")
 }
 
-// cpuTicks is the busy and total time of each CPU since boot, from /proc/stat.
-type cpuTicks map[int][2]uint64
+// cpuTicks is the time of each CPU since boot, from /proc/stat.
+type cpuTicks map[int]ticks
+
+// ticks is one CPU's time: busy (with anything), stolen (by the hypervisor, for other guests:
+// counted in busy too) and in all.
+type ticks struct{ busy, steal, total uint64 }
 
 func readCPUTicks() (cpuTicks, error) {
 	b, err := os.ReadFile("/proc/stat")
@@ -237,18 +241,21 @@ func parseCPUTicks(stat string) (cpuTicks, error) {
 		if err != nil {
 			continue
 		}
-		var busy, total uint64
+		var t ticks
 		for i, v := range f[1:9] {
 			x, err := strconv.ParseUint(v, 10, 64)
 			if err != nil {
 				return nil, fmt.Errorf("/proc/stat %s: %w", f[0], err)
 			}
-			total += x
+			t.total += x
 			if i != 3 && i != 4 {
-				busy += x
+				t.busy += x
+			}
+			if i == 7 {
+				t.steal = x
 			}
 		}
-		out[n] = [2]uint64{busy, total}
+		out[n] = t
 	}
 	if len(out) == 0 {
 		return nil, errors.New("/proc/stat: no per-CPU lines")
@@ -259,15 +266,26 @@ func parseCPUTicks(stat string) (cpuTicks, error) {
 // busy is the fraction of the time between t0 and t1 that cpus were busy, with anything: the
 // run's processes and whatever else the machine runs.
 func busy(t0, t1 cpuTicks, cpus []int) float64 {
-	var b, t uint64
+	return share(t0, t1, cpus, func(t ticks) uint64 { return t.busy })
+}
+
+// stolen is the fraction of the time between t0 and t1 that the hypervisor gave cpus to other
+// guests: on a virtual machine, a request that needs a CPU then waits for the host, which no
+// process of the run can see.
+func stolen(t0, t1 cpuTicks, cpus []int) float64 {
+	return share(t0, t1, cpus, func(t ticks) uint64 { return t.steal })
+}
+
+func share(t0, t1 cpuTicks, cpus []int, part func(ticks) uint64) float64 {
+	var p, t uint64
 	for _, c := range cpus {
-		b += t1[c][0] - t0[c][0]
-		t += t1[c][1] - t0[c][1]
+		p += part(t1[c]) - part(t0[c])
+		t += t1[c].total - t0[c].total
 	}
 	if t == 0 {
 		return 0
 	}
-	return float64(b) / float64(t)
+	return float64(p) / float64(t)
 }
 
 // loadMeter measures one load run: the CPU time the load side's long-lived processes use (the
