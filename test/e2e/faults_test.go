@@ -295,36 +295,134 @@ func demoKeyFetches(t *testing.T) float64 {
 // its preStop pause, then SIGTERM. The other replica carries the burst: every pod is injected and
 // no creation is refused; a replacement replica becomes Ready.
 func TestFaultInjectorReplicaKilledDuringBurst(t *testing.T) {
+	f := injectorBurstFault(t, "e2e-fault-burst", "evicted", func(ctx context.Context, victim corev1.Pod) error {
+		err := suite.Kube.Client.CoreV1().Pods(framework.InjectorNamespace).EvictV1(ctx, &policyv1.Eviction{
+			ObjectMeta: metav1.ObjectMeta{Name: victim.Name, Namespace: framework.InjectorNamespace},
+		})
+		if err != nil {
+			return fmt.Errorf("evicting %s (the PodDisruptionBudget allows one of two): %w", victim.Name, err)
+		}
+		return nil
+	})
+	// The evicted replica is gone and its replacement serves.
+	for _, p := range f.after {
+		if p.UID == f.victim.UID {
+			t.Errorf("the evicted injector pod %s is still serving", f.victim.Name)
+		}
+	}
+	// Checked last: a refusal during the burst would have been reported by now.
+	if len(f.failed) > 0 {
+		t.Errorf("pod creations refused while an injector replica was evicted: %v", f.failed)
+	}
+	note("fault injector replica killed during a 30-pod burst (%d replicas, PDB %s): %s; a replacement replica Ready", f.replicas, f.pdb, f)
+}
+
+// One injector replica SIGKILLed (its container, through containerd) during the same burst: a crash
+// or an OOM kill, with no preStop and no draining. The API server does not retry a webhook call,
+// so admissions in flight to that replica, and those routed to it until its endpoint is removed,
+// fail; the failure policy is Fail, so the pod is not created rather than created unprotected, and
+// the ReplicaSet controller creates it again. So creations may be refused (they are counted), but
+// every one of the 30 pods is created in the end, every one injected, and the killed container is
+// restarted in place by the kubelet.
+func TestFaultInjectorReplicaSIGKILLedDuringBurst(t *testing.T) {
+	var restartsBefore int32
+	f := injectorBurstFault(t, "e2e-fault-sigkill", "SIGKILLed", func(ctx context.Context, victim corev1.Pod) error {
+		for _, cs := range victim.Status.ContainerStatuses {
+			restartsBefore += cs.RestartCount
+			if err := suite.KillContainer(ctx, cs.ContainerID); errors.Is(err, framework.ErrNoContainerRuntime) {
+				t.Skipf("%s provider: %v", suite.Provider.Name(), err)
+			} else if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	// The kubelet notices the kill at its next relist and restarts the container in place; the
+	// replica serves again once its readiness probe passes.
+	err := framework.Eventually(suiteCtx, 2*time.Minute, 500*time.Millisecond, "the SIGKILLed injector container restarted and Ready", func(ctx context.Context) (bool, string, error) {
+		p, err := suite.Kube.Client.CoreV1().Pods(framework.InjectorNamespace).Get(ctx, f.victim.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		var n int32
+		for _, cs := range p.Status.ContainerStatuses {
+			n += cs.RestartCount
+		}
+		ready := false
+		for _, c := range p.Status.Conditions {
+			ready = ready || (c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue)
+		}
+		return p.UID == f.victim.UID && n > restartsBefore && ready, fmt.Sprintf("uid %s, restarts %d (before %d), ready %v", p.UID, n, restartsBefore, ready), nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+	for _, m := range f.failed {
+		if !strings.Contains(m, "podgate") && !strings.Contains(m, "webhook") {
+			t.Errorf("a creation was refused for another reason than the killed webhook replica: %s", m)
+		}
+	}
+	note("fault injector replica SIGKILLed during a 30-pod burst (%d replicas): %s; the killed container restarted in place", f.replicas, f)
+}
+
+// burstFault is what injectorBurstFault observed.
+type burstFault struct {
+	replicas int32
+	pdb      string
+	victim   corev1.Pod
+	// after are the injector's pods once the replicas are Ready again.
+	after []corev1.Pod
+	// failed are the FailedCreate events of the burst's ReplicaSet.
+	failed                       []string
+	createdAtKill                int
+	killedAt, createdIn, readyIn time.Duration
+	// how the replica was killed, and pods how many the burst creates.
+	how  string
+	pods int
+}
+
+func (f burstFault) String() string {
+	return fmt.Sprintf("%s %s %.2fs into the burst with %d pods created; all %d created and injected in %.1fs, Ready in %.1fs, %d creation(s) refused (FailedCreate)",
+		f.victim.Name, f.how, f.killedAt.Seconds(), f.createdAtKill, f.pods, f.createdIn.Seconds(), f.readyIn.Seconds(), len(f.failed))
+}
+
+// injectorBurstFault scales a Deployment of injected pods in ns from 1 to 30 and, once a few of
+// them exist, kills one of the injector's replicas with kill. It requires that every pod is in the
+// end created and injected, that every pod becomes Ready and that the injector's replicas and its
+// webhook serve again, and returns what it saw for the caller's own checks.
+func injectorBurstFault(t *testing.T, ns, how string, kill func(context.Context, corev1.Pod) error) burstFault {
 	ctx := suiteCtx
 	kube := suite.Kube
+	f := burstFault{how: how}
 	d, err := kube.Client.AppsV1().Deployments(framework.InjectorNamespace).Get(ctx, framework.InjectorDeployment, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if *d.Spec.Replicas < 2 {
-		t.Fatalf("the injector runs %d replica(s): one killed would stop every injected pod's creation (failurePolicy Fail)", *d.Spec.Replicas)
+	f.replicas = *d.Spec.Replicas
+	if f.replicas < 2 {
+		t.Fatalf("the injector runs %d replica(s): one killed would stop every injected pod's creation (failurePolicy Fail)", f.replicas)
 	}
 	pdbs, err := kube.Client.PolicyV1().PodDisruptionBudgets(framework.InjectorNamespace).List(ctx, metav1.ListOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pdbName string
 	for _, pdb := range pdbs.Items {
 		sel, err := metav1.LabelSelectorAsSelector(pdb.Spec.Selector)
 		if err == nil && sel.Matches(labels.Set(d.Spec.Template.Labels)) && pdb.Spec.MinAvailable != nil && pdb.Spec.MinAvailable.IntValue() >= 1 {
-			pdbName = pdb.Name
+			f.pdb = pdb.Name
 		}
 	}
-	if pdbName == "" {
+	if f.pdb == "" {
 		t.Errorf("no PodDisruptionBudget with minAvailable ≥ 1 covers the injector's pods in %s", framework.InjectorNamespace)
 	}
-	injectors, err := kube.WaitPodsReady(ctx, framework.InjectorNamespace, framework.InjectorSelector, int(*d.Spec.Replicas), 2*time.Minute)
+	injectors, err := kube.WaitPodsReady(ctx, framework.InjectorNamespace, framework.InjectorSelector, int(f.replicas), 2*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	victim := injectors[0]
+	f.victim = injectors[0]
 
-	const ns, replicas = "e2e-fault-burst", 30
+	const replicas = 30
+	f.pods = replicas
 	pods := deployInjectedApp(t, ns, "burst", 1)
 	t.Cleanup(func() { deleteNamespace(kube, ns) })
 	checkInjectedPod(t, &pods[0])
@@ -337,51 +435,36 @@ func TestFaultInjectorReplicaKilledDuringBurst(t *testing.T) {
 	if _, err := kube.Client.AppsV1().Deployments(ns).UpdateScale(ctx, "burst", scale, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// The eviction lands while the ReplicaSet controller is creating the pods.
-	var createdAtKill int
+	// The kill lands while the ReplicaSet controller is creating the pods.
 	_ = framework.Eventually(ctx, 30*time.Second, 50*time.Millisecond, "the burst under way", func(ctx context.Context) (bool, string, error) {
 		list, err := kube.Client.CoreV1().Pods(ns).List(ctx, metav1.ListOptions{LabelSelector: "app=burst"})
 		if err != nil {
 			return false, err.Error(), nil
 		}
-		createdAtKill = len(list.Items)
-		return createdAtKill >= 4, "", nil
+		f.createdAtKill = len(list.Items)
+		return f.createdAtKill >= 4, "", nil
 	})
-	if err := kube.Client.CoreV1().Pods(framework.InjectorNamespace).EvictV1(ctx, &policyv1.Eviction{
-		ObjectMeta: metav1.ObjectMeta{Name: victim.Name, Namespace: framework.InjectorNamespace},
-	}); err != nil {
-		t.Fatalf("evicting %s (the PodDisruptionBudget allows one of two): %v", victim.Name, err)
+	if err := kill(ctx, f.victim); err != nil {
+		t.Fatal(err)
 	}
-	killedAt := time.Since(start)
-	if createdAtKill >= replicas {
-		t.Logf("the eviction came after all %d pods were created; the burst was faster than the watch", replicas)
+	f.killedAt = time.Since(start)
+	if f.createdAtKill >= replicas {
+		t.Logf("the kill came after all %d pods were created; the burst was faster than the watch", replicas)
 	}
 	waitBurstInjected(ctx, t, ns, replicas)
-	createdIn := time.Since(start)
+	f.createdIn = time.Since(start)
 	if _, err := kube.WaitPodsReady(ctx, ns, "app=burst", replicas, 4*time.Minute); err != nil {
 		t.Error(err)
 	}
-	readyIn := time.Since(start)
-	// The evicted replica is gone and its replacement serves.
-	after, err := kube.WaitPodsReady(ctx, framework.InjectorNamespace, framework.InjectorSelector, int(*d.Spec.Replicas), 2*time.Minute)
-	if err != nil {
+	f.readyIn = time.Since(start)
+	if f.after, err = kube.WaitPodsReady(ctx, framework.InjectorNamespace, framework.InjectorSelector, int(f.replicas), 2*time.Minute); err != nil {
 		t.Error(err)
-	}
-	for _, p := range after {
-		if p.UID == victim.UID {
-			t.Errorf("the evicted injector pod %s is still serving", victim.Name)
-		}
 	}
 	if err := suite.WaitWebhookServing(ctx); err != nil {
 		t.Error(err)
 	}
-	// Checked last: a refusal during the burst would have been reported by now.
-	failed := failedCreates(t, ns)
-	if len(failed) > 0 {
-		t.Errorf("pod creations refused while an injector replica was killed: %v", failed)
-	}
-	note("fault injector replica killed during a 30-pod burst (%d replicas, PDB %s): %s evicted %.2fs into the burst with %d pods created; all %d created and injected in %.1fs, Ready in %.1fs, %d refused (FailedCreate); a replacement replica Ready",
-		*d.Spec.Replicas, pdbName, victim.Name, killedAt.Seconds(), createdAtKill, replicas, createdIn.Seconds(), readyIn.Seconds(), len(failed))
+	f.failed = failedCreates(t, ns)
+	return f
 }
 
 // The app container crashes (its process SIGKILLed): the sidecar, still running, answers 502 while
