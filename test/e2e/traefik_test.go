@@ -278,7 +278,8 @@ func (e *traefikEnv) bobForbiddenOnce() {
 	}
 	authorizations := countVisits(b, suite.Keycloak.Issuer()+"/protocol/openid-connect/auth")
 	callbacks := countVisits(b, appURL(framework.App1Host, "/oauth2/callback?"))
-	note("traefik: bob (no role) reached the 403 page after %d requests (%d to Keycloak's authorization endpoint, %d callback)", len(b.Visited), authorizations, callbacks)
+	// Both configurations run this; the note says which one it measured.
+	note("traefik, %s: bob (no role) reached the 403 page after %d requests (%d to Keycloak's authorization endpoint, %d callback)", t.Name(), len(b.Visited), authorizations, callbacks)
 	if page.Status != http.StatusForbidden || page.URL.String() != want {
 		t.Fatalf("bob ended on %s with HTTP %d, want one 403 on %s; visited %v", page.URL, page.Status, want, b.Visited)
 	}
