@@ -248,11 +248,8 @@ func (b *bench) measure(ctx context.Context, rep *Report) error {
 	rep.SteadyRate, rep.Steady = steadyRate, map[string][]ArmResult{}
 	for _, path := range b.steadyPaths() {
 		logf("%s path at a fixed %d req/s over %d connections, %d rounds of %s...", path, steadyRate, steadyConns, b.cfg.rounds, b.cfg.duration)
-		if rep.Steady[path], err = b.interleave(ctx, steadyConns, b.steadyArms(path), b.vegeta(steadyRate)); err != nil {
+		if rep.Steady[path], err = b.fixedRate(ctx, steadyConns, b.steadyArms(path), steadyRate); err != nil {
 			return err
-		}
-		for i := range rep.Steady[path] {
-			rep.Steady[path][i].Result = medianQuantiles(rep.Steady[path][i].Result)
 		}
 	}
 	pods := []int{1, 20}
@@ -280,6 +277,16 @@ func (b *bench) measure(ctx context.Context, rep *Report) error {
 
 // growthConns is the concurrency of the growth measurements.
 const growthConns = 32
+
+// fixedRate interleaves the arms at rate requests per second (vegeta, an open loop), each
+// percentile the median of that percentile over the rounds (see medianQuantiles).
+func (b *bench) fixedRate(ctx context.Context, conns int, arms []arm, rate int) ([]ArmResult, error) {
+	res, err := b.interleave(ctx, conns, arms, b.vegeta(rate))
+	for i := range res {
+		res[i].Result = medianQuantiles(res[i].Result)
+	}
+	return res, err
+}
 
 // loader runs one load against an arm on conns connections; the sample's LoadCPU is what load
 // processes that have ended used (wrk), the rest of the load side being metered around it.

@@ -48,17 +48,15 @@ type Report struct {
 }
 
 // steadyArm is a target's result at the fixed rate.
-func (r *Report) steadyArm(path, name string) Result {
-	for _, a := range r.Steady[path] {
-		if a.Name == name {
-			return a.Result
-		}
-	}
-	return Result{}
-}
+func (r *Report) steadyArm(path, name string) Result { return resultOf(r.Steady[path], name) }
 
 func (r *Report) arm(path string, conns int, name string) Result {
-	for _, a := range r.Paths[path][conns] {
+	return resultOf(r.Paths[path][conns], name)
+}
+
+// resultOf is the result of the arm named name (empty when the run did not measure it).
+func resultOf(arms []ArmResult, name string) Result {
+	for _, a := range arms {
 		if a.Name == name {
 			return a.Result
 		}

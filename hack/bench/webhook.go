@@ -179,11 +179,8 @@ func (b *bench) webhook(ctx context.Context, pods []int) (hook, base map[int]map
 		}
 	}
 	logf("webhook, typical pod at a fixed %d reviews/s over %d connections, %d rounds of %s...", webhookSteadyRate, webhookSteadyConns, b.cfg.rounds, b.cfg.duration)
-	if steady, err = b.interleave(ctx, webhookSteadyConns, arms[:len(injectors)], b.vegeta(webhookSteadyRate)); err != nil {
+	if steady, err = b.fixedRate(ctx, webhookSteadyConns, arms[:len(injectors)], webhookSteadyRate); err != nil {
 		return nil, nil, nil, err
-	}
-	for i := range steady {
-		steady[i].Result = medianQuantiles(steady[i].Result)
 	}
 	if len(injectors) == 1 {
 		out[1] = nil
