@@ -30,6 +30,19 @@ type podRestarts struct {
 	restarts map[string]int32
 }
 
+// untilAccepted sends the bearer token to url every interval until the sidecar answers 200, and
+// returns how many requests it refused first.
+func untilAccepted(ctx context.Context, timeout, interval time.Duration, what, url, token string) (refused int, err error) {
+	err = framework.Eventually(ctx, timeout, interval, what, func(ctx context.Context) (bool, string, error) {
+		code, body := status(ctx, noRedirects, url, bearerHeader(token))
+		if code != http.StatusOK {
+			refused++
+		}
+		return code == http.StatusOK, fmt.Sprintf("HTTP %d: %.100s", code, body), nil
+	})
+	return refused, err
+}
+
 func restartsOf(t *testing.T, ns, selector string) map[string]podRestarts {
 	t.Helper()
 	pods, err := suite.Kube.Client.CoreV1().Pods(ns).List(suiteCtx, metav1.ListOptions{LabelSelector: selector})
@@ -175,14 +188,7 @@ func TestFaultKeycloakStopped(t *testing.T) {
 	oldKid, _ := framework.KeyID(seen.AccessToken)
 	newKid, _ := framework.KeyID(fresh.AccessToken)
 	back := time.Now()
-	var rejected int
-	err = framework.Eventually(ctx, time.Minute, time.Second, "a token of the restarted Keycloak accepted", func(ctx context.Context) (bool, string, error) {
-		code, body := status(ctx, noRedirects, framework.DemoURL+"/api/recovered", bearerHeader(fresh.AccessToken))
-		if code != http.StatusOK {
-			rejected++
-		}
-		return code == http.StatusOK, fmt.Sprintf("HTTP %d: %.100s", code, body), nil
-	})
+	rejected, err := untilAccepted(ctx, time.Minute, time.Second, "a token of the restarted Keycloak accepted", framework.DemoURL+"/api/recovered", fresh.AccessToken)
 	if err != nil {
 		t.Error(err)
 	}
@@ -249,14 +255,7 @@ func TestFaultKeycloakKeyRotation(t *testing.T) {
 		t.Fatalf("after the rotation Keycloak still signs with kid %q", oldKid)
 	}
 	start := time.Now()
-	var refused int
-	err = framework.Eventually(ctx, 30*time.Second, 500*time.Millisecond, "the new key's token accepted", func(ctx context.Context) (bool, string, error) {
-		code, body := status(ctx, noRedirects, framework.DemoURL+"/api/new-key", bearerHeader(rotated.AccessToken))
-		if code != http.StatusOK {
-			refused++
-		}
-		return code == http.StatusOK, fmt.Sprintf("HTTP %d: %.100s", code, body), nil
-	})
+	refused, err := untilAccepted(ctx, 30*time.Second, 500*time.Millisecond, "the new key's token accepted", framework.DemoURL+"/api/new-key", rotated.AccessToken)
 	if err != nil {
 		t.Fatal(err)
 	}
