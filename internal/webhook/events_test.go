@@ -13,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/utils/ptr"
-	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/podgate/podgate/internal/inject"
 )
@@ -35,7 +34,7 @@ func TestDeniedPodEventOnWorkload(t *testing.T) {
 		}}
 	m, _ := NewMetrics(prometheus.NewRegistry())
 	h := &Handler{Config: testConfig(), Namespaces: namespaces, NamespaceTimeout: time.Second, Log: zap.NewNop(), Metrics: m, Events: events}
-	srv := httptest.NewServer(&ctrlwebhook.Admission{Handler: h})
+	srv := httptest.NewServer(h)
 	defer srv.Close()
 
 	denied := func(owner *metav1.OwnerReference) []byte {

@@ -16,9 +16,7 @@ import (
 	"go.uber.org/zap"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 	"sigs.k8s.io/yaml"
 
 	"github.com/podgate/podgate/internal/inject"
@@ -115,10 +113,11 @@ func TestGoldenPatches(t *testing.T) {
 				pod.Namespace = "shop"
 			}
 			want, rep, wantErr := inject.Inject(&pod, ns, testConfig())
-			req := admission.Request{AdmissionRequest: admissionv1.AdmissionRequest{UID: "u",
-				Kind: metav1.GroupVersionKind{Version: "v1", Kind: "Pod"}, Namespace: pod.Namespace,
-				Operation: admissionv1.Create}}
-			req.Object.Raw = raw
+			req, err := DecodeReview(review(admissionv1.Create, "Pod", raw, false))
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Namespace = pod.Namespace
 			resp := h.Handle(context.Background(), req)
 			if wantErr != nil || rep.Skipped != "" {
 				if len(resp.Patch) != 0 {

@@ -4,7 +4,6 @@ package webhook
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"time"
@@ -13,7 +12,6 @@ import (
 	"go.uber.org/zap"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/podgate/podgate/internal/inject"
@@ -68,7 +66,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	return m, nil
 }
 
-// Handler is the admission.Handler for pods.
+// Handler answers pod AdmissionReviews (ServeHTTP, review.go) with Inject's mutation.
 type Handler struct {
 	Config     *inject.Config
 	Namespaces NamespaceGetter
@@ -81,14 +79,12 @@ type Handler struct {
 	Events *WorkloadEvents
 }
 
-var _ admission.Handler = (*Handler)(nil)
-
 // Handle never panics on bad input (controller-runtime recovers too, but a clear answer is
 // better): every path returns a response that says what happened.
-func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.Response {
+func (h *Handler) Handle(ctx context.Context, req *Request) admission.Response {
 	start := time.Now()
 	log := &reviewLog{log: h.Log, fields: append(make([]zap.Field, 0, 8), zap.String("namespace", req.Namespace), zap.String("name", req.Name),
-		zap.String("uid", string(req.UID)), zap.Bool("dryRun", req.DryRun != nil && *req.DryRun))}
+		zap.String("uid", string(req.UID)), zap.Bool("dryRun", req.dryRun()))}
 	resp, result, reason := h.handle(ctx, req, log)
 	h.Metrics.Admissions.WithLabelValues(result, reason).Inc()
 	h.Metrics.Duration.Observe(time.Since(start).Seconds())
@@ -106,21 +102,16 @@ func (h *Handler) Handle(ctx context.Context, req admission.Request) admission.R
 	return resp
 }
 
-func (h *Handler) recordDenied(req admission.Request, message string) {
-	if h.Events == nil || (req.DryRun != nil && *req.DryRun) {
+func (h *Handler) recordDenied(req *Request, message string) {
+	// A denied pod was decodable: its owner references are all that is needed.
+	if h.Events == nil || req.dryRun() || req.Pod == nil {
 		return
 	}
-	// Only the metadata: a denied pod was decodable, its owner references are all that is needed.
-	var meta struct {
-		metav1.ObjectMeta `json:"metadata"`
-	}
-	if json.Unmarshal(req.Object.Raw, &meta) != nil {
-		return
-	}
+	meta := req.Pod.ObjectMeta
 	if meta.Namespace == "" {
 		meta.Namespace = req.Namespace
 	}
-	h.Events.Denied(&meta.ObjectMeta, message)
+	h.Events.Denied(&meta, message)
 }
 
 // reviewLog is the one log line of a review: its fields are passed to that one call rather than
@@ -137,20 +128,20 @@ func (l *reviewLog) Info(msg string, fs ...zap.Field) { l.log.Info(msg, append(l
 
 func (l *reviewLog) Error(msg string, fs ...zap.Field) { l.log.Error(msg, append(l.fields, fs...)...) }
 
-func (h *Handler) handle(ctx context.Context, req admission.Request, log *reviewLog) (admission.Response, string, string) {
+func (h *Handler) handle(ctx context.Context, req *Request, log *reviewLog) (admission.Response, string, string) {
 	if req.Kind.Group != "" || req.Kind.Kind != "Pod" {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("podgate injects pods only, got kind %q", req.Kind.String())), ResultError, "wrongKind"
 	}
 	if req.Operation != admissionv1.Create {
 		return admission.Allowed("podgate injects on CREATE only"), ResultSkipped, "notCreate"
 	}
-	if len(req.Object.Raw) == 0 {
+	if req.PodErr != nil {
+		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", req.PodErr)), ResultError, "undecodable"
+	}
+	if req.Pod == nil {
 		return admission.Errored(http.StatusBadRequest, fmt.Errorf("the request carries no pod object")), ResultError, "noObject"
 	}
-	pod := &corev1.Pod{}
-	if err := json.Unmarshal(req.Object.Raw, pod); err != nil {
-		return admission.Errored(http.StatusBadRequest, fmt.Errorf("decoding the pod: %w", err)), ResultError, "undecodable"
-	}
+	pod := req.Pod
 	if pod.Namespace == "" {
 		pod.Namespace = req.Namespace
 	}

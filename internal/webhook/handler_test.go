@@ -21,8 +21,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/podgate/podgate/internal/inject"
 )
@@ -54,7 +52,7 @@ func newServer(t testing.TB) (*httptest.Server, *Metrics) {
 		t.Fatal(err)
 	}
 	h := &Handler{Config: testConfig(), Namespaces: namespaces, NamespaceTimeout: 1e9, Log: zap.NewNop(), Metrics: m}
-	srv := httptest.NewServer(&ctrlwebhook.Admission{Handler: h})
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv, m
 }
@@ -285,17 +283,108 @@ func TestCancelledRequestNotWorkedOn(t *testing.T) {
 	}
 	h := &Handler{Config: testConfig(), Namespaces: namespaces, NamespaceTimeout: 1e9, Log: zap.NewNop(), Metrics: m}
 	raw, _ := json.Marshal(typicalPod("shop"))
-	var rev admissionv1.AdmissionReview
-	if err := json.Unmarshal(review(admissionv1.Create, "Pod", raw, false), &rev); err != nil {
+	req, err := DecodeReview(review(admissionv1.Create, "Pod", raw, false))
+	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	resp := h.Handle(ctx, admission.Request{AdmissionRequest: *rev.Request})
+	resp := h.Handle(ctx, req)
 	if resp.Allowed || len(resp.Patch) != 0 || resp.Result == nil || resp.Result.Code != http.StatusServiceUnavailable {
 		t.Fatalf("cancelled request: allowed=%v patch=%s result=%+v", resp.Allowed, resp.Patch, resp.Result)
 	}
 	if got := testutil.ToFloat64(m.Admissions.WithLabelValues(ResultError, "cancelled")); got != 1 {
 		t.Errorf("cancelled admissions counted %v, want 1", got)
 	}
+}
+
+// TestReviewTransport: what reaches the webhook that is not a well-formed v1 AdmissionReview of
+// JSON gets an AdmissionReview refusing it, with the code and the reason; a panic in the handler
+// refuses the pod rather than crash the injector or admit the pod unprotected.
+func TestReviewTransport(t *testing.T) {
+	srv, m := newServer(t)
+	send := func(t *testing.T, contentType string, body io.Reader, length int64) (*http.Response, *admissionv1.AdmissionResponse) {
+		t.Helper()
+		req, err := http.NewRequest(http.MethodPost, srv.URL+Path, body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.ContentLength = length
+		req.Header.Set("Content-Type", contentType)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		var out admissionv1.AdmissionReview
+		if err := json.Unmarshal(b, &out); err != nil || out.Response == nil || out.APIVersion != "admission.k8s.io/v1" || out.Kind != "AdmissionReview" {
+			t.Fatalf("not a v1 AdmissionReview (status %d): %s", resp.StatusCode, b)
+		}
+		return resp, out.Response
+	}
+	good := review(admissionv1.Create, "Pod", mustJSON(typicalPod("")), false)
+	v1beta1 := bytes.Replace(good, []byte(`"admission.k8s.io/v1"`), []byte(`"admission.k8s.io/v1beta1"`), 1)
+	capitalised := bytes.Replace(good, []byte(`"request"`), []byte(`"Request"`), 1)
+	huge := append(append([]byte(`{"x":"`), bytes.Repeat([]byte("y"), MaxReviewBytes)...), `"}`...)
+	for _, tc := range []struct {
+		name        string
+		contentType string
+		body        []byte
+		chunked     bool
+		code        int32
+		msg         string
+	}{
+		{"wrong content type", "text/plain", good, false, 400, `content type "text/plain"`},
+		{"empty body", "application/json", nil, false, 400, "body is empty"},
+		{"v1beta1 review", "application/json", v1beta1, false, 400, `apiVersion "admission.k8s.io/v1beta1"`},
+		{"no request", "application/json", []byte(`{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}`), false, 400, "no request"},
+		{"keys are case-sensitive", "application/json", capitalised, false, 400, "no request"},
+		{"too large, declared", "application/json", huge, false, 413, "too large"},
+		{"too large, chunked", "application/json", huge, true, 413, "too large"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			length := int64(len(tc.body))
+			if tc.chunked {
+				length = -1
+			}
+			var body io.Reader = bytes.NewReader(tc.body)
+			if tc.chunked {
+				body = io.MultiReader(body) // hides the length from the client
+			}
+			_, r := send(t, tc.contentType, body, length)
+			if r.Allowed || r.Result == nil || r.Result.Code != tc.code || !strings.Contains(r.Result.Message, tc.msg) {
+				t.Fatalf("got %+v, want code %d and %q", r.Result, tc.code, tc.msg)
+			}
+		})
+	}
+	if n := testutil.ToFloat64(m.Admissions.WithLabelValues(ResultError, "badReview")); n != 7 {
+		t.Errorf("badReview counter = %v, want 7", n)
+	}
+
+	t.Run("answered in one piece", func(t *testing.T) {
+		resp, r := send(t, "application/json", bytes.NewReader(good), int64(len(good)))
+		if !r.Allowed || r.UID != "uid-1" || r.Result == nil || r.Result.Code != 200 || resp.ContentLength <= 0 || len(resp.TransferEncoding) != 0 {
+			t.Fatalf("response %+v, length %d, transfer encoding %v", r, resp.ContentLength, resp.TransferEncoding)
+		}
+	})
+
+	t.Run("panic", func(t *testing.T) {
+		pm, _ := NewMetrics(prometheus.NewRegistry())
+		h := &Handler{Config: testConfig(), NamespaceTimeout: 1e9, Log: zap.NewNop(), Metrics: pm,
+			Namespaces: func(context.Context, string) (*corev1.Namespace, error) { panic("boom") }}
+		psrv := httptest.NewServer(h)
+		defer psrv.Close()
+		r := post(t, psrv, good)
+		if r.Allowed || r.UID != "uid-1" || r.Result == nil || r.Result.Code != 500 || !strings.Contains(r.Result.Message, "boom") {
+			t.Fatalf("panic answered with %+v", r)
+		}
+		if n := testutil.ToFloat64(pm.Admissions.WithLabelValues(ResultError, "panic")); n != 1 {
+			t.Errorf("panic counter = %v", n)
+		}
+		// Still serving.
+		if r := post(t, srv, good); !r.Allowed {
+			t.Fatalf("after a panic: %+v", r.Result)
+		}
+	})
 }

@@ -2,14 +2,12 @@ package webhook
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
 	admissionv1 "k8s.io/api/admission/v1"
-	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 )
 
 // TestOneLogLinePerReview: each review logs one line naming the pod, the request and the outcome.
@@ -27,11 +25,11 @@ func TestOneLogLinePerReview(t *testing.T) {
 		{mustJSON(typicalPod("")), "pod injected", map[string]any{"namespace": "shop", "name": "", "uid": "uid-1", "dryRun": true, "generateName": "web-"}},
 		{mustJSON(optedOut), "pod skipped", map[string]any{"uid": "uid-1", "generateName": "web-", "reason": "optedOut"}},
 	} {
-		var rev admissionv1.AdmissionReview
-		if err := json.Unmarshal(review(admissionv1.Create, "Pod", tc.pod, true), &rev); err != nil {
+		req, err := DecodeReview(review(admissionv1.Create, "Pod", tc.pod, true))
+		if err != nil {
 			t.Fatal(err)
 		}
-		h.Handle(context.Background(), admission.Request{AdmissionRequest: *rev.Request})
+		h.Handle(context.Background(), req)
 		entries := logs.TakeAll()
 		if len(entries) != 1 || entries[0].Message != tc.msg {
 			t.Fatalf("log lines %+v, want one %q", entries, tc.msg)

@@ -210,7 +210,7 @@ func Run(ctx context.Context, o ServerOptions) error {
 			}
 			return metav1.GetControllerOfNoCopy(obj)
 		}}
-	mgr.GetWebhookServer().Register(Path, &webhook.Admission{Handler: h})
+	mgr.GetWebhookServer().Register(Path, h)
 	if err := mgr.Add(expiry); err != nil {
 		return err
 	}
