@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+	"golang.org/x/sync/semaphore"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
@@ -77,6 +78,12 @@ type Handler struct {
 	Metrics          *Metrics
 	// Events, when set, records each denial on the pod's workload (never for a dry run).
 	Events *WorkloadEvents
+	// LargeReviews, when set, bounds the bytes of reviews over SmallReviewBytes (or of unknown
+	// length, counted as MaxReviewBytes) that are read and handled at once; others wait their
+	// turn, in order, for as long as their client does (LargeReviewBudget sizes it).
+	LargeReviews *semaphore.Weighted
+	// ReadTimeout bounds the reading of a review's body (0: DefaultReviewReadTimeout).
+	ReadTimeout time.Duration
 }
 
 // Handle never panics on bad input (controller-runtime recovers too, but a clear answer is

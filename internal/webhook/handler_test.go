@@ -10,11 +10,13 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	jsonpatch "github.com/evanphx/json-patch/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"go.uber.org/zap"
+	"golang.org/x/sync/semaphore"
 	admissionv1 "k8s.io/api/admission/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -387,4 +389,124 @@ func TestReviewTransport(t *testing.T) {
 			t.Fatalf("after a panic: %+v", r.Result)
 		}
 	})
+}
+
+// TestLargeReviewBudget: reviews over SmallReviewBytes, or of unknown length, are read and handled
+// within the byte budget, in turn; small ones never wait for it; a client that stops sending its
+// body is cut off after ReadTimeout and gives its share back.
+func TestLargeReviewBudget(t *testing.T) {
+	m, _ := NewMetrics(prometheus.NewRegistry())
+	h := &Handler{Config: testConfig(), Namespaces: namespaces, NamespaceTimeout: 1e9, Log: zap.NewNop(), Metrics: m,
+		LargeReviews: semaphore.NewWeighted(MaxReviewBytes), ReadTimeout: 2 * time.Second}
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	bigPod := typicalPod("")
+	bigPod.Annotations["example.com/blob"] = strings.Repeat("x", 2*SmallReviewBytes)
+	big := review(admissionv1.Create, "Pod", mustJSON(bigPod), false)
+	small := review(admissionv1.Create, "Pod", mustJSON(typicalPod("")), false)
+	counted := func(reason string, want float64) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for testutil.ToFloat64(m.Admissions.WithLabelValues(ResultError, reason)) != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s counted %v, want %v", reason, testutil.ToFloat64(m.Admissions.WithLabelValues(ResultError, reason)), want)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	}
+	// held waits until the budget is taken (a one-byte share cannot be had).
+	held := func() {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Second)
+		for h.LargeReviews.TryAcquire(1) {
+			h.LargeReviews.Release(1)
+			if time.Now().After(deadline) {
+				t.Fatal("the chunked review never took the budget")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	// A: a large review sent chunked, half of it, then held.
+	pr, pw := io.Pipe()
+	done := make(chan *admissionv1.AdmissionResponse, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+Path, pr)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			done <- nil
+			return
+		}
+		defer resp.Body.Close()
+		var out admissionv1.AdmissionReview
+		_ = json.NewDecoder(resp.Body).Decode(&out)
+		done <- out.Response
+	}()
+	if _, err := pw.Write(big[:len(big)/2]); err != nil {
+		t.Fatal(err)
+	}
+	held()
+
+	// B: another large one waits its turn.
+	waited := make(chan *admissionv1.AdmissionResponse, 1)
+	go func() { waited <- post(t, srv, big) }()
+	// C: a small one is answered meanwhile.
+	if r := post(t, srv, small); !r.Allowed || len(r.Patch) == 0 {
+		t.Fatalf("small review while the budget is taken: %+v", r.Result)
+	}
+	select {
+	case r := <-waited:
+		t.Fatalf("a second large review was answered while the budget was taken: %+v", r.Result)
+	case <-time.After(300 * time.Millisecond):
+	}
+	// A completes; then B.
+	if _, err := pw.Write(big[len(big)/2:]); err != nil {
+		t.Fatal(err)
+	}
+	pw.Close()
+	if r := <-done; r == nil || !r.Allowed || len(r.Patch) == 0 {
+		t.Fatalf("the held review: %+v", r)
+	}
+	if r := <-waited; !r.Allowed || len(r.Patch) == 0 {
+		t.Fatalf("the waiting review: %+v", r.Result)
+	}
+
+	// A large review that cannot get its share within ReadTimeout is refused (503), not left
+	// waiting.
+	if err := h.LargeReviews.Acquire(context.Background(), MaxReviewBytes); err != nil {
+		t.Fatal(err)
+	}
+	if r := post(t, srv, big); r.Allowed || r.Result == nil || r.Result.Code != http.StatusServiceUnavailable || !strings.Contains(r.Result.Message, "too many large reviews") {
+		t.Fatalf("large review with no budget left: %+v", r.Result)
+	}
+	counted("busy", 1)
+	h.LargeReviews.Release(MaxReviewBytes)
+
+	// D: a client that stops sending is cut off after ReadTimeout, and its share comes back.
+	pr2, pw2 := io.Pipe()
+	defer pw2.Close()
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, srv.URL+Path, pr2)
+		req.Header.Set("Content-Type", "application/json")
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	if _, err := pw2.Write(big[:100]); err != nil {
+		t.Fatal(err)
+	}
+	held()
+	counted("badReview", 1)
+	if !h.LargeReviews.TryAcquire(MaxReviewBytes) {
+		t.Fatal("the budget was not given back after the read timed out")
+	}
+	h.LargeReviews.Release(MaxReviewBytes)
+}
+
+func TestLargeReviewBudgetSize(t *testing.T) {
+	for limit, want := range map[int64]int64{0: 32 << 20, 256 << 20: 32 << 20, 1 << 30: 128 << 20, 16 << 20: MaxReviewBytes} {
+		if got := LargeReviewBudget(limit); got != want {
+			t.Errorf("LargeReviewBudget(%d) = %d, want %d", limit, got, want)
+		}
+	}
 }

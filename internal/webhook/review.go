@@ -2,12 +2,14 @@ package webhook
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"strconv"
+	"time"
 
 	"go.uber.org/zap"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -30,6 +32,26 @@ import (
 // reason: the API server sends at most two objects of at most 3 MB each (etcd's request limit,
 // doubled for JSON) and less than 1 MB besides. A bigger body is refused (413) unread.
 const MaxReviewBytes = 7 << 20
+
+// SmallReviewBytes is the largest review read without taking from the handler's budget for large
+// ones (Handler.LargeReviews): a typical pod's review is 3 KB, a 20-container pod's 40 KB.
+const SmallReviewBytes = 256 << 10
+
+// DefaultReviewReadTimeout bounds the reading of a review's body: no API server waits longer for
+// a webhook (timeoutSeconds is at most 30), so a body still arriving after that is a client
+// holding memory, or a share of the large-review budget, for nothing.
+const DefaultReviewReadTimeout = 30 * time.Second
+
+// LargeReviewBudget is how many bytes of large reviews an injector reads and handles at once: an
+// eighth of its container's memory limit (a review's body is decoded, copied by Inject and
+// answered, about four times its size live), never less than one review of MaxReviewBytes; 32 MiB
+// when the limit is unknown.
+func LargeReviewBudget(memoryLimit int64) int64 {
+	if memoryLimit <= 0 {
+		return 32 << 20
+	}
+	return max(memoryLimit/8, MaxReviewBytes)
+}
 
 // reviewAPIVersion is the one AdmissionReview version the webhook configurations ask for
 // (admissionReviewVersions: ["v1"]); the response carries the same.
@@ -125,6 +147,34 @@ func checkReview(tm metav1.TypeMeta, req *Request) error {
 // the error and its code, and is allowed=false), so the API server always has a decision to apply
 // under the webhook's failurePolicy.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	// Declared small, read as is; declared large or not declared (chunked), read and handled only
+	// within the budget, so that many at once (from any client that can reach the port, not only
+	// the API server) cannot take the injector past its memory limit.
+	// (One declared over MaxReviewBytes is refused unread.) One deadline bounds the wait and the
+	// read: the server notices a client that left only once the body is read, which waiting
+	// precedes.
+	timeout := h.ReadTimeout
+	if timeout <= 0 {
+		timeout = DefaultReviewReadTimeout
+	}
+	deadline := time.Now().Add(timeout)
+	// Not supported by every ResponseWriter (tests'); the server's own timeouts still apply.
+	_ = http.NewResponseController(w).SetReadDeadline(deadline)
+	if n := r.ContentLength; h.LargeReviews != nil && (n < 0 || n > SmallReviewBytes && n <= MaxReviewBytes) {
+		if n < 0 {
+			n = MaxReviewBytes
+		}
+		ctx, cancel := context.WithDeadline(r.Context(), deadline)
+		err := h.LargeReviews.Acquire(ctx, n)
+		cancel()
+		if err != nil {
+			h.Metrics.Admissions.WithLabelValues(ResultError, "busy").Inc()
+			h.Log.Error("admission failed", zap.String("reason", "busy"), zap.Int64("contentLength", r.ContentLength), zap.Error(err))
+			writeReview(w, "", admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("too many large reviews at once; gave up waiting: %w", err)))
+			return
+		}
+		defer h.LargeReviews.Release(n)
+	}
 	req, err := readReview(r)
 	if err != nil {
 		var re *ReviewError

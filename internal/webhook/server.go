@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-logr/zapr"
 	"go.uber.org/zap"
+	"golang.org/x/sync/semaphore"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -197,6 +198,7 @@ func Run(ctx context.Context, o ServerOptions) error {
 		NamespaceTimeout: 2 * time.Second,
 		Log:              o.Log,
 		Metrics:          m,
+		LargeReviews:     semaphore.NewWeighted(LargeReviewBudget(o.MemoryLimit)),
 	}
 	api := mgr.GetAPIReader()
 	h.Events = &WorkloadEvents{Recorder: mgr.GetEventRecorderFor("podgate-injector"), Timeout: 5 * time.Second, Log: o.Log,
