@@ -109,6 +109,7 @@ func TestReportRenders(t *testing.T) {
 		r.Webhook[20][c] = res(400, 40*time.Millisecond, time.Second)
 	}
 	r.StealTarget, r.StealLoad = 0.018, 0.002
+	r.IdlePoll, r.IdlePollShare = true, 0.97
 	r.WebhookSteady = []ArmResult{{"typical pod", res(1000, 2*time.Millisecond, time.Second)}}
 	r.SteadyRate, r.Steady = 1000, map[string][]ArmResult{}
 	for _, p := range []string{pathBearer, pathCookie} {
@@ -120,14 +121,15 @@ func TestReportRenders(t *testing.T) {
 	for _, want := range []string{beginMarker, endMarker, "CPU layout: pinned: the process under test (podgate, oauth2-proxy, the injector) alone on CPU 1; the load side (wrk, the upstream, vegeta in the runner) on CPU 0.",
 		"| `bearer_vs_oauth2_proxy` | 6.00 | ≥ 6 | met |",
 		"| `webhook_p99_ms` | 8.00 | ≤ 10 | met |", "| `bearer_added_p99_ms` | 2.00 | ≤ 2 | met |",
-		"| `bearer_cpu_vs_oauth2_proxy` | 0.33 | ≤ 0.20 | **missed** |", "(benchmarks/webhook.svg)", "| bearer, podgate | 0.75 | 3.00 | 6.00 | 0.50 | 2.00 | 4.00 | 100% |", "The hypervisor took 1.8% of the target CPU's time and 0.2% of the load side's for other guests (steal).", "| typical pod, at a fixed 1000/s | 16 | 1000 | 0.50 | 2.00 | 4.00 | 10.000 | 100% | 0% |", "| 300 groups | 9000 | 12.00 | 4.444 | 0.50 | 4.00 |"} {
+		"| `bearer_cpu_vs_oauth2_proxy` | 0.33 | ≤ 0.20 | **missed** |", "(benchmarks/webhook.svg)", "| bearer, podgate | 0.75 | 3.00 | 6.00 | 0.50 | 2.00 | 4.00 | 100% |", "The hypervisor took 1.8% of the target CPU's time and 0.2% of the load side's for other guests (steal). Idle CPUs were held polling rather than halting (`-cpu-idle-poll`): 97% of the target CPU's idle time was polling.", "| typical pod, at a fixed 1000/s | 16 | 1000 | 0.50 | 2.00 | 4.00 | 10.000 | 100% | 0% |", "| 300 groups | 9000 | 12.00 | 4.444 | 0.50 | 4.00 |"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
 	}
 	lines := r.figures().String()
 	for _, want := range []string{"bearer_vs_oauth2_proxy=6.00\n", "bearer_vs_direct=0.30\n", "webhook_reviews_per_s=3200\n",
-		"session_cookie_bytes=1470\n", "webhook_fixed_rate_p99_ms=2.00\n", "cpu_steal_target=0.018\n", "sidecar_idle_rss_mb=10.0\n", "pinned=1\n", "bearer_podgate_cpu_util=2.00\n"} {
+		"session_cookie_bytes=1470\n", "webhook_fixed_rate_p99_ms=2.00\n", "cpu_steal_target=0.018\n", "sidecar_idle_rss_mb=10.0\n", "pinned=1\n", "bearer_podgate_cpu_util=2.00\n",
+		"cpu_idle_poll=1\n", "cpu_idle_poll_target=0.97\n"} {
 		if !strings.Contains(lines, want) {
 			t.Errorf("figures lack %q:\n%s", want, lines)
 		}
@@ -345,5 +347,25 @@ func TestMedianQuantiles(t *testing.T) {
 	}))
 	if r.Median.P50 != ms/2 || r.Median.P99 != 3*ms || r.Median.P999 != 5*ms || r.Median.Requests != 3000 {
 		t.Errorf("median %+v", r.Median)
+	}
+}
+
+// TestPollShare: the share of idle time spent polling, from two readings of the cpuidle states.
+func TestPollShare(t *testing.T) {
+	t0 := idleTimes{"POLL": 100, "haltpoll idle": 1000}
+	for _, tc := range []struct {
+		t1   idleTimes
+		want float64
+	}{
+		{idleTimes{"POLL": 400, "haltpoll idle": 1100}, 0.75},
+		{idleTimes{"POLL": 100, "haltpoll idle": 2000}, 0},
+		{idleTimes{"POLL": 100, "haltpoll idle": 1000}, -1}, // no idle time in between
+	} {
+		if got := pollShare(t0, tc.t1); got != tc.want {
+			t.Errorf("pollShare(%v, %v) = %v, want %v", t0, tc.t1, got, tc.want)
+		}
+	}
+	if got := pollShare(nil, t0); got != -1 {
+		t.Errorf("without a first reading: %v, want -1", got)
 	}
 }

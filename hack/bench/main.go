@@ -39,7 +39,9 @@ const (
 type config struct {
 	quick bool
 	// pin gives the processes under test a CPU of their own (see cpuLayout).
-	pin         bool
+	pin bool
+	// idlePoll holds idle CPUs in their polling state for the run (idle.go).
+	idlePoll    bool
 	rounds      int
 	duration    time.Duration
 	conns       []int
@@ -75,6 +77,7 @@ func main() {
 	var c config
 	flag.BoolVar(&c.quick, "quick", false, "the small subset: bearer and cookie at c=32, the webhook (typical pod) at c=16; writes no doc")
 	flag.BoolVar(&c.pin, "pin", true, "give the process under test (podgate, oauth2-proxy, the injector) the last CPU alone and the load side (wrk, the upstream, vegeta) the others, as a sidecar has its own CPU limit; needs two CPUs (the soak never pins)")
+	flag.BoolVar(&c.idlePoll, "cpu-idle-poll", true, "keep idle CPUs polling rather than halting for the run (a PM QoS request on "+qosDevice+", needs root; see idle.go): a halted vCPU's wake-up is the host's latency, not the proxy's")
 	flag.IntVar(&c.rounds, "rounds", 3, "interleaved rounds; each figure is the median round")
 	flag.DurationVar(&c.duration, "duration", 0, "length of one load run (default 4s, 3s with -quick)")
 	flag.StringVar(&c.wrk, "wrk", "wrk", "wrk binary")
@@ -140,7 +143,18 @@ func run(ctx context.Context, c config) error {
 		return runSoak(ctx, b)
 	}
 	rep := &Report{Quick: c.quick, Rounds: c.rounds, Duration: c.duration, CPUs: machineCPUs(),
-		Started: time.Now().UTC(), LoadBefore: loadAvg(), Layout: layout.describe(), Pinned: layout.pinned()}
+		Started: time.Now().UTC(), LoadBefore: loadAvg(), Layout: layout.describe(), Pinned: layout.pinned(), IdlePollShare: -1}
+	if c.idlePoll {
+		qos, err := holdIdlePoll()
+		if err != nil {
+			logf("idle CPUs may halt during the run: %v", err)
+		} else {
+			defer qos.Close()
+			rep.IdlePoll = true
+		}
+	}
+	target := layout.targetCPUs()[0]
+	i0, idleErr := readIdleTimes(target)
 	if err := b.startAll(ctx); err != nil {
 		b.dumpLogs()
 		return err
@@ -158,6 +172,9 @@ func run(ctx context.Context, c config) error {
 		return err
 	}
 	rep.StealTarget, rep.StealLoad = stolen(t0, t1, layout.targetCPUs()), stolen(t0, t1, layout.load)
+	if i1, err := readIdleTimes(target); idleErr == nil && err == nil {
+		rep.IdlePollShare = pollShare(i0, i1)
+	}
 	rep.LoadAfter = loadAvg()
 	rep.Elapsed = time.Since(rep.Started).Round(time.Second)
 	if !c.quick && len(c.only) == 0 {

@@ -27,6 +27,10 @@ type Report struct {
 	// and the load side's CPUs to other guests (/proc/stat steal): a latency tail that no process
 	// of the run explains shows up here.
 	StealTarget, StealLoad float64
+	// IdlePoll: idle CPUs were held polling rather than halting for the run (idle.go);
+	// IdlePollShare is the share of the target CPU's idle time it spent polling (-1: unknown).
+	IdlePoll      bool
+	IdlePollShare float64
 	// Paths: path (bearer, cookie) → concurrency → one result per target.
 	Paths map[string]map[int][]ArmResult
 	// Webhook: containers per pod → concurrency → result; WebhookBaseline the same for the
@@ -133,6 +137,8 @@ func (r *Report) figures() figures {
 		{"pinned", map[bool]float64{true: 1}[r.Pinned], "%.0f", "", nil},
 		{"cpu_steal_target", r.StealTarget, "%.3f", "", nil},
 		{"cpu_steal_load", r.StealLoad, "%.3f", "", nil},
+		{"cpu_idle_poll", map[bool]float64{true: 1}[r.IdlePoll], "%.0f", "", nil},
+		{"cpu_idle_poll_target", r.IdlePollShare, "%.2f", "", nil},
 		// Shares of a CPU: the process under test of its own CPU(s), the load side of its CPUs, and how
 		// busy the process's CPU was with anything (other users' processes too).
 		{"bearer_podgate_cpu_util", pb.TargetUtil, "%.2f", "", nil},
@@ -203,16 +209,24 @@ func (r *Report) bounds() string {
 	return b.String()
 }
 
-// steal says how much CPU time the hypervisor took from the run.
-func (r *Report) steal() string {
-	return fmt.Sprintf("The hypervisor took %.1f%% of the target CPU's time and %.1f%% of the load side's for other guests (steal).",
+// host says how much CPU time the hypervisor took from the run, and whether idle CPUs halted.
+func (r *Report) host() string {
+	s := fmt.Sprintf("The hypervisor took %.1f%% of the target CPU's time and %.1f%% of the load side's for other guests (steal).",
 		100*r.StealTarget, 100*r.StealLoad)
+	if !r.IdlePoll {
+		return s + " Idle CPUs could halt (no `-cpu-idle-poll`)."
+	}
+	s += " Idle CPUs were held polling rather than halting (`-cpu-idle-poll`)"
+	if r.IdlePollShare >= 0 {
+		s += fmt.Sprintf(": %.0f%% of the target CPU's idle time was polling", 100*r.IdlePollShare)
+	}
+	return s + "."
 }
 
 // quickTables is the short human summary bench-quick prints before the figures.
 func (r *Report) quickTables() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "CPU layout: %s. %s\n\n", r.Layout, r.steal())
+	fmt.Fprintf(&b, "CPU layout: %s. %s\n\n", r.Layout, r.host())
 	for _, p := range []string{pathBearer, pathCookie} {
 		b.WriteString(r.pathTable(p))
 		b.WriteString("\n")
@@ -354,7 +368,7 @@ func (r *Report) markdown(plotsRel string) string {
 		"(the median round is shown; CPU per 10k requests is over all rounds), %s in all.\n\n",
 		r.Started.Format("2006-01-02 15:04"), r.CPUs, r.LoadBefore, r.LoadAfter, r.Rounds, r.Duration, r.Elapsed)
 	fmt.Fprintf(&b, "CPU layout: %s. \"Its CPU\" is the share of one CPU the target process used, \"load side's CPU\" the "+
-		"share of the load side's CPUs that wrk (or vegeta) and the upstream used. %s\n\n", r.Layout, r.steal())
+		"share of the load side's CPUs that wrk (or vegeta) and the upstream used. %s\n\n", r.Layout, r.host())
 	b.WriteString("#### Against the targets\n\n")
 	b.WriteString(r.targetsTable())
 	b.WriteString("\n")
