@@ -229,26 +229,12 @@ func (s *soaker) record(kind, status string, failed bool, why string) {
 // mint gets a fresh access token for alice from the IdP's token endpoint (password grant, as a
 // CLI would), so the sidecar keeps meeting tokens it has not verified yet.
 func (s *soaker) mint(ctx context.Context) (string, error) {
-	form := url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {"alice"},
-		"client_id": {clientID}, "client_secret": {clientSecret}}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.tokenURL, strings.NewReader(form.Encode()))
+	tok, err := oidctest.PasswordGrant(ctx, s.legit, s.tokenURL, oidctest.Client{ID: clientID, Secret: clientSecret}, "alice", "alice")
 	if err != nil {
 		return "", err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := s.legit.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	var body struct {
-		AccessToken string `json:"access_token"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.AccessToken == "" {
-		return "", fmt.Errorf("token endpoint: %s", resp.Status)
 	}
 	s.minted.Add(1)
-	return body.AccessToken, nil
+	return tok, nil
 }
 
 // Pools of credentials in use at once, and how often one of them is replaced by a new one.

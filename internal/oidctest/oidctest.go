@@ -6,6 +6,7 @@
 package oidctest
 
 import (
+	"context"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -533,8 +534,24 @@ func (p *Provider) userinfo(w http.ResponseWriter, r *http.Request) {
 
 // Password runs the password grant and returns the access token (like a CLI client would).
 func (p *Provider) Password(username, password string) (string, error) {
-	resp, err := p.srv.Client().PostForm(p.srv.URL+"/token", url.Values{"grant_type": {"password"}, "username": {username},
-		"password": {password}, "client_id": {p.cfg.ClientID}, "client_secret": {p.cfg.ClientSecret}})
+	return PasswordGrant(context.Background(), p.srv.Client(), p.srv.URL+"/token",
+		Client{ID: p.cfg.ClientID, Secret: p.cfg.ClientSecret}, username, password)
+}
+
+// Client is the OAuth client a grant is made for.
+type Client struct{ ID, Secret string }
+
+// PasswordGrant runs the password grant against tokenURL and returns the access token: for a
+// process that holds no Provider, such as the benchmark's soak, whose IdP runs in another process.
+func PasswordGrant(ctx context.Context, hc *http.Client, tokenURL string, c Client, username, password string) (string, error) {
+	form := url.Values{"grant_type": {"password"}, "username": {username}, "password": {password},
+		"client_id": {c.ID}, "client_secret": {c.Secret}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, tokenURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return "", err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := hc.Do(req)
 	if err != nil {
 		return "", err
 	}
@@ -543,7 +560,7 @@ func (p *Provider) Password(username, password string) (string, error) {
 		AccessToken string `json:"access_token"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || body.AccessToken == "" {
-		return "", fmt.Errorf("password grant: status %d", resp.StatusCode)
+		return "", fmt.Errorf("password grant: %s", resp.Status)
 	}
 	return body.AccessToken, nil
 }
