@@ -485,7 +485,7 @@ func TestFaultAppContainerCrash(t *testing.T) {
 	var proxyPort int32
 	for _, c := range pod.Spec.InitContainers {
 		if c.Name == sidecarName {
-			proxyPort = portByName(c.Ports, "http")
+			proxyPort = framework.PortByName(c.Ports, "http")
 		}
 	}
 	if appID == "" || proxyPort == 0 {

@@ -159,14 +159,14 @@ func checkGRPCPod(t *testing.T, pod *corev1.Pod) {
 		t.Errorf("readiness probe %+v, want httpGet on the admin port", p)
 	}
 	// The echo port is the app's, untouched; the sidecar has no port of that name or number.
-	if portByName(app.Ports, framework.GRPCEchoPortName) != framework.GRPCEchoPort {
+	if framework.PortByName(app.Ports, framework.GRPCEchoPortName) != framework.GRPCEchoPort {
 		t.Errorf("app ports %v lack %s unchanged", app.Ports, framework.GRPCEchoPortName)
 	}
 	sc := pod.Spec.InitContainers[0]
-	if portByName(sc.Ports, framework.GRPCEchoPortName) != 0 || slices.ContainsFunc(sc.Ports, func(p corev1.ContainerPort) bool { return p.ContainerPort == framework.GRPCEchoPort }) {
+	if framework.PortByName(sc.Ports, framework.GRPCEchoPortName) != 0 || slices.ContainsFunc(sc.Ports, func(p corev1.ContainerPort) bool { return p.ContainerPort == framework.GRPCEchoPort }) {
 		t.Errorf("sidecar ports %v include the echo port", sc.Ports)
 	}
-	if portByName(sc.Ports, "grpc") == 0 {
+	if framework.PortByName(sc.Ports, "grpc") == 0 {
 		t.Errorf("sidecar ports %v lack grpc", sc.Ports)
 	}
 }

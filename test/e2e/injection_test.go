@@ -171,11 +171,11 @@ func checkInjectedPod(t *testing.T, pod *corev1.Pod) {
 	}
 	// Ports: the sidecar took the name "http" (the Service's targetPort), the app's port was renamed.
 	app := pod.Spec.Containers[0]
-	proxyPort := portByName(sc.Ports, "http")
+	proxyPort := framework.PortByName(sc.Ports, "http")
 	if proxyPort == 0 {
 		t.Errorf("sidecar ports %v lack the name http", sc.Ports)
 	}
-	if portByName(app.Ports, "http") != 0 || len(app.Ports) != 1 || app.Ports[0].ContainerPort != framework.EchoPort {
+	if framework.PortByName(app.Ports, "http") != 0 || len(app.Ports) != 1 || app.Ports[0].ContainerPort != framework.EchoPort {
 		t.Errorf("app ports %v, want port %d renamed away from http", app.Ports, framework.EchoPort)
 	}
 	// Probes: rewritten to the sidecar's admin port, which checks the app on localhost.
@@ -202,15 +202,6 @@ func containerNames(cs []corev1.Container) []string {
 		names = append(names, c.Name)
 	}
 	return names
-}
-
-func portByName(ports []corev1.ContainerPort, name string) int32 {
-	for _, p := range ports {
-		if p.Name == name {
-			return p.ContainerPort
-		}
-	}
-	return 0
 }
 
 // An opted-out or silent pod in a labelled namespace, a silent one in an unlabelled namespace:

@@ -721,7 +721,7 @@ func TestUninstallAndChartInstall(t *testing.T) {
 	if sidecar.Name != "podgate-proxy" {
 		t.Fatalf("web pod's first init container is %s, not the sidecar", sidecar.Name)
 	}
-	url := fmt.Sprintf("http://%s/api", net.JoinHostPort(webPods[0].Status.PodIP, fmt.Sprint(portByName(sidecar.Ports, "http"))))
+	url := fmt.Sprintf("http://%s/api", net.JoinHostPort(webPods[0].Status.PodIP, fmt.Sprint(framework.PortByName(sidecar.Ports, "http"))))
 	tok, err := suite.Keycloak.PasswordToken(ctx, framework.ClientID, framework.ClientSecret, framework.AllowedUser, framework.AllowedPass)
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -200,6 +201,54 @@ func (s *Stack) WaitWebhookServing(ctx context.Context) error {
 		}
 		return true, "", nil
 	})
+}
+
+// InjectorLatency reads each injector replica's own histogram of the time it took to handle a
+// review (podgate_injector_admission_duration_seconds: namespace lookup, Inject, patch), by pod
+// name, from its metrics port through the API server's pod proxy. Beside the API server's
+// WebhookLatency it splits an admission's time between the injector and the call around it.
+// (controller-runtime's controller_runtime_webhook_latency_seconds is a native histogram: in the
+// text format it has no bucket but +Inf.)
+func (s *Stack) InjectorLatency(ctx context.Context) (map[string]Histogram, error) {
+	pods, err := s.Kube.Client.CoreV1().Pods(InjectorNamespace).List(ctx, metav1.ListOptions{LabelSelector: InjectorSelector})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]Histogram{}
+	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil || p.Status.PodIP == "" {
+			continue
+		}
+		var port int32
+		for _, c := range p.Spec.Containers {
+			if port = PortByName(c.Ports, "metrics"); port != 0 {
+				break
+			}
+		}
+		if port == 0 {
+			return nil, fmt.Errorf("injector %s declares no port named metrics", p.Name)
+		}
+		raw, err := s.Kube.PodGet(ctx, InjectorNamespace, p.Name, strconv.Itoa(int(port)), "/metrics")
+		if err != nil {
+			return nil, fmt.Errorf("injector %s metrics: %w", p.Name, err)
+		}
+		h, err := ParseHistogram(raw, "podgate_injector_admission_duration_seconds", nil)
+		if err != nil {
+			return nil, fmt.Errorf("injector %s: %w", p.Name, err)
+		}
+		out[p.Name] = h
+	}
+	return out, nil
+}
+
+// PortByName is the number of the port named name among ports, 0 if there is none.
+func PortByName(ports []corev1.ContainerPort, name string) int32 {
+	for _, p := range ports {
+		if p.Name == name {
+			return p.ContainerPort
+		}
+	}
+	return 0
 }
 
 // WebhookLatency reads the API server's histogram of the injector webhook's admission latency.

@@ -101,6 +101,54 @@ func (h Histogram) Minus(earlier Histogram) Histogram {
 	return d
 }
 
+// Since is what the replicas observed between two snapshots of their histograms (by pod name),
+// summed, and how many replicas it covers: those in both snapshots whose counters did not go back
+// (a restarted process starts its histogram again, and its delta would be negative).
+func Since(before, after map[string]Histogram) (Histogram, int) {
+	sum := Histogram{Buckets: map[float64]float64{}}
+	n := 0
+	for name, a := range after {
+		b, ok := before[name]
+		if !ok || a.Count < b.Count {
+			continue
+		}
+		d := a.Minus(b)
+		sum.Count += d.Count
+		sum.Sum += d.Sum
+		for le, c := range d.Buckets {
+			sum.Buckets[le] += c
+		}
+		n++
+	}
+	return sum, n
+}
+
+// Bound is the upper bound of the bucket that holds the q-quantile: what a histogram can say for
+// certain, where Quantile interpolates a value inside the bucket (the injector's buckets are
+// 0.1, 0.5, 1 and 5 ms, wide next to a review that takes a fraction of a millisecond). NaN without
+// observations, +Inf when the quantile lies past the last finite bound.
+func (h Histogram) Bound(q float64) float64 {
+	if h.Count == 0 {
+		return math.NaN()
+	}
+	for _, le := range h.bounds() {
+		if h.Buckets[le] >= q*h.Count {
+			return le
+		}
+	}
+	return math.Inf(1)
+}
+
+// bounds are the buckets' upper bounds in ascending order.
+func (h Histogram) bounds() []float64 {
+	bounds := make([]float64, 0, len(h.Buckets))
+	for le := range h.Buckets {
+		bounds = append(bounds, le)
+	}
+	sort.Float64s(bounds)
+	return bounds
+}
+
 // Mean is the average observation, NaN without any.
 func (h Histogram) Mean() float64 {
 	if h.Count == 0 {
@@ -115,14 +163,9 @@ func (h Histogram) Quantile(q float64) float64 {
 	if h.Count == 0 {
 		return math.NaN()
 	}
-	bounds := make([]float64, 0, len(h.Buckets))
-	for le := range h.Buckets {
-		bounds = append(bounds, le)
-	}
-	sort.Float64s(bounds)
 	rank := q * h.Count
 	lower, below := 0.0, 0.0
-	for _, le := range bounds {
+	for _, le := range h.bounds() {
 		c := h.Buckets[le]
 		if c >= rank {
 			if math.IsInf(le, 1) {

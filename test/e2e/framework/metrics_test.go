@@ -44,6 +44,32 @@ func TestParseHistogram(t *testing.T) {
 	}
 }
 
+func TestSinceAndBound(t *testing.T) {
+	h := func(count, sum, under5ms float64) Histogram {
+		return Histogram{Count: count, Sum: sum, Buckets: map[float64]float64{0.005: under5ms, 0.01: count, math.Inf(1): count}}
+	}
+	before := map[string]Histogram{"a": h(10, 0.01, 10), "b": h(4, 0.004, 4), "restarted": h(50, 1, 50)}
+	after := map[string]Histogram{"a": h(30, 0.03, 29), "b": h(14, 0.014, 14), "restarted": h(3, 0.003, 3), "new": h(7, 0.1, 0)}
+	d, n := Since(before, after)
+	// a and b only: the restarted replica went back, the new one has no starting point.
+	if n != 2 || d.Count != 30 || math.Abs(d.Sum-0.030) > 1e-9 || d.Buckets[0.005] != 29 {
+		t.Fatalf("Since = %+v over %d replicas, want 30 observations (29 under 5 ms) over 2", d, n)
+	}
+	if b := d.Bound(0.5); b != 0.005 {
+		t.Errorf("p50 bound = %v, want 0.005", b)
+	}
+	// rank 29.7 of 30 is past the 29 under 5 ms.
+	if b := d.Bound(0.99); b != 0.01 {
+		t.Errorf("p99 bound = %v, want 0.01", b)
+	}
+	if b := (Histogram{Count: 2, Buckets: map[float64]float64{0.005: 1, math.Inf(1): 2}}).Bound(0.99); !math.IsInf(b, 1) {
+		t.Errorf("bound past the last finite bucket = %v, want +Inf", b)
+	}
+	if b := (Histogram{}).Bound(0.5); !math.IsNaN(b) {
+		t.Errorf("bound of an empty histogram = %v, want NaN", b)
+	}
+}
+
 func TestParseHistogramMissing(t *testing.T) {
 	_, err := ParseHistogram(exposition, "apiserver_admission_webhook_admission_duration_seconds", map[string]string{"name": "absent"})
 	if err == nil || !strings.Contains(err.Error(), "absent") {
