@@ -126,6 +126,11 @@ func TestReportRenders(t *testing.T) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
 		}
 	}
+	r.IdlePollShare = -1
+	if got, want := r.host(), "without a cpuidle driver the kernel halts idle CPUs whatever the request"; !strings.Contains(got, want) {
+		t.Errorf("host() without cpuidle states = %q, want it to say %q", got, want)
+	}
+	r.IdlePollShare = 0.97
 	lines := r.figures().String()
 	for _, want := range []string{"bearer_vs_oauth2_proxy=6.00\n", "bearer_vs_direct=0.30\n", "webhook_reviews_per_s=3200\n",
 		"session_cookie_bytes=1470\n", "webhook_fixed_rate_p99_ms=2.00\n", "cpu_steal_target=0.018\n", "sidecar_idle_rss_mb=10.0\n", "pinned=1\n", "bearer_podgate_cpu_util=2.00\n",

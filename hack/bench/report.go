@@ -216,11 +216,12 @@ func (r *Report) host() string {
 	if !r.IdlePoll {
 		return s + " Idle CPUs could halt (no `-cpu-idle-poll`)."
 	}
-	s += " Idle CPUs were held polling rather than halting (`-cpu-idle-poll`)"
-	if r.IdlePollShare >= 0 {
-		s += fmt.Sprintf(": %.0f%% of the target CPU's idle time was polling", 100*r.IdlePollShare)
+	if r.IdlePollShare < 0 {
+		// The request only steers a cpuidle governor: without cpuidle states (no cpuidle driver,
+		// as on some KVM guests) the kernel halts an idle CPU whatever was asked.
+		return s + " Idle CPUs were asked to poll rather than halt (`-cpu-idle-poll`), but the target CPU has no cpuidle states to show it did: without a cpuidle driver the kernel halts idle CPUs whatever the request, so idle wake-ups are in these figures."
 	}
-	return s + "."
+	return s + fmt.Sprintf(" Idle CPUs were held polling rather than halting (`-cpu-idle-poll`): %.0f%% of the target CPU's idle time was polling.", 100*r.IdlePollShare)
 }
 
 // quickTables is the short human summary bench-quick prints before the figures.
