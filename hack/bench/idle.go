@@ -70,6 +70,9 @@ func readIdleTimes(cpu int) (idleTimes, error) {
 // pollShare is the share of the idle time between t0 and t1 spent polling (the POLL state) rather
 // than halted: 1 when the QoS request held everywhere, near 0 without it. -1 when unknown.
 func pollShare(t0, t1 idleTimes) float64 {
+	if t0 == nil || t1 == nil {
+		return -1
+	}
 	var poll, all uint64
 	for name, v := range t1 {
 		d := v - t0[name]
@@ -78,7 +81,7 @@ func pollShare(t0, t1 idleTimes) float64 {
 			poll += d
 		}
 	}
-	if t0 == nil || t1 == nil || all == 0 {
+	if all == 0 {
 		return -1
 	}
 	return float64(poll) / float64(all)

@@ -116,10 +116,10 @@ func decodeReviewRaw(body []byte) (*Request, error) {
 	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(body, &rev); err != nil {
 		return nil, &ReviewError{Code: http.StatusBadRequest, Err: fmt.Errorf("decoding the AdmissionReview: %w", err)}
 	}
-	if rev.Request == nil {
-		return nil, checkReview(rev.TypeMeta, nil)
+	var req *Request
+	if rev.Request != nil {
+		req = &rev.Request.Request
 	}
-	req := &rev.Request.Request
 	if err := checkReview(rev.TypeMeta, req); err != nil {
 		return nil, err
 	}
@@ -168,9 +168,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err := h.LargeReviews.Acquire(ctx, n)
 		cancel()
 		if err != nil {
-			h.Metrics.Admissions.WithLabelValues(ResultError, "busy").Inc()
-			h.Log.Error("admission failed", zap.String("reason", "busy"), zap.Int64("contentLength", r.ContentLength), zap.Error(err))
-			writeReview(w, "", admission.Errored(http.StatusServiceUnavailable, fmt.Errorf("too many large reviews at once; gave up waiting: %w", err)))
+			h.refuse(w, "busy", http.StatusServiceUnavailable, fmt.Errorf("too many large reviews at once; gave up waiting: %w", err),
+				zap.Int64("contentLength", r.ContentLength), zap.Error(err))
 			return
 		}
 		defer h.LargeReviews.Release(n)
@@ -181,12 +180,18 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !errors.As(err, &re) {
 			re = &ReviewError{Code: http.StatusBadRequest, Err: err}
 		}
-		h.Metrics.Admissions.WithLabelValues(ResultError, "badReview").Inc()
-		h.Log.Error("admission failed", zap.String("reason", "badReview"), zap.Int32("code", re.Code), zap.Error(re.Err))
-		writeReview(w, "", admission.Errored(re.Code, re.Err))
+		h.refuse(w, "badReview", re.Code, re.Err, zap.Int32("code", re.Code), zap.Error(re.Err))
 		return
 	}
 	writeReview(w, req.UID, h.handleRecovered(r, req))
+}
+
+// refuse answers a review the handler never saw (unread, or unreadable): counted as an error for
+// reason, logged with fields, and refused with code and err.
+func (h *Handler) refuse(w http.ResponseWriter, reason string, code int32, err error, fields ...zap.Field) {
+	h.Metrics.Admissions.WithLabelValues(ResultError, reason).Inc()
+	h.Log.Error("admission failed", append([]zap.Field{zap.String("reason", reason)}, fields...)...)
+	writeReview(w, "", admission.Errored(code, err))
 }
 
 // handleRecovered is Handle, with a panic turned into an error answer: the pod is refused, never
@@ -239,18 +244,18 @@ func writeReview(w http.ResponseWriter, uid types.UID, resp admission.Response) 
 	if resp.Result.Code == 0 {
 		resp.Result.Code = http.StatusOK
 	}
-	b, err := json.Marshal(admissionv1.AdmissionReview{
-		TypeMeta: metav1.TypeMeta{APIVersion: reviewAPIVersion, Kind: "AdmissionReview"},
-		Response: &resp.AdmissionResponse,
-	})
+	encode := func(r *admissionv1.AdmissionResponse) ([]byte, error) {
+		return json.Marshal(admissionv1.AdmissionReview{
+			TypeMeta: metav1.TypeMeta{APIVersion: reviewAPIVersion, Kind: "AdmissionReview"},
+			Response: r,
+		})
+	}
+	b, err := encode(&resp.AdmissionResponse)
 	if err != nil {
 		// Only a value json cannot encode gets here; answer without it.
 		failed := admission.Errored(http.StatusInternalServerError, fmt.Errorf("encoding the response: %w", err))
 		failed.UID = uid
-		b, _ = json.Marshal(admissionv1.AdmissionReview{
-			TypeMeta: metav1.TypeMeta{APIVersion: reviewAPIVersion, Kind: "AdmissionReview"},
-			Response: &failed.AdmissionResponse,
-		})
+		b, _ = encode(&failed.AdmissionResponse)
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
