@@ -375,17 +375,12 @@ func TestGRPCLongStream(t *testing.T) {
 // TestGRPCUnavailable: with the app or the IdP down a gRPC client gets Unavailable (retryable),
 // not an HTML error page.
 func TestGRPCUnavailable(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	_ = ln.Close()
+	dead := refusingAddr(t)
 	e := newEnv(t, envOpt{opts: func(o *options.Options) {
 		o.Proxies = []options.Proxy{{Listen: "127.0.0.1:0", Upstream: &url.URL{Scheme: "http", Host: dead}}}
 	}})
 	c := testpb.NewTestServiceClient(grpcClient(t, e.app.Addr("proxy", 0)))
-	_, err = c.UnaryCall(withBearer(callCtx(t), e.idp.Mint(e.idp.Claims())), &testpb.SimpleRequest{})
+	_, err := c.UnaryCall(withBearer(callCtx(t), e.idp.Mint(e.idp.Claims())), &testpb.SimpleRequest{})
 	wantCode(t, err, codes.Unavailable, "not responding")
 
 	down := newEnv(t, envOpt{idpDown: true})

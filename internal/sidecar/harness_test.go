@@ -8,6 +8,7 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,12 +16,34 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
+	"golang.org/x/sys/unix"
 
 	"github.com/podgate/podgate/internal/oidctest"
 	"github.com/podgate/podgate/internal/options"
 )
 
 const testSecret = "0123456789abcdef0123456789abcdef"
+
+// refusingAddr is a loopback address where connections are refused, for as long as the test runs:
+// a socket bound to a port but never listening. A closed listener's port is no substitute: the
+// kernel can hand it to the next test's server at once, and the proxy then reached a live upstream
+// where a dead app was meant.
+func refusingAddr(t *testing.T) string {
+	t.Helper()
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = unix.Close(fd) })
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := unix.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*unix.SockaddrInet4).Port))
+}
 
 // env is one sidecar wired to a test IdP and a recording upstream, all on loopback.
 type env struct {

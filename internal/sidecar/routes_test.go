@@ -381,9 +381,7 @@ func TestStreamingAndForwardedHeaders(t *testing.T) {
 }
 
 func TestBadGatewayWhenAppDown(t *testing.T) {
-	dead := httptest.NewServer(http.NotFoundHandler())
-	u, _ := url.Parse(dead.URL)
-	dead.Close()
+	u := &url.URL{Scheme: "http", Host: refusingAddr(t)}
 	e := newEnv(t, envOpt{opts: func(o *options.Options) { o.Proxies = []options.Proxy{{Listen: "127.0.0.1:0", Upstream: u}} }})
 	resp, body := do(t, nil, "GET", e.proxyURL+"/", bearer(e.idp.Mint(e.idp.Claims())))
 	if resp.StatusCode != 502 || !strings.Contains(body, "application") {
